@@ -1,0 +1,65 @@
+"""Typed errors. Each names what failed (provider, series, request, field, file) in one line.
+
+Transient and rate-limited errors may be retried; bad-data and configuration errors may not.
+"""
+
+from __future__ import annotations
+
+
+class CoinlineError(Exception):
+    """Base of every error coinline raises on purpose."""
+
+
+class ConfigError(CoinlineError):
+    """A setting is missing, unknown or malformed (names the variable)."""
+
+
+class ProviderError(CoinlineError):
+    """A provider request failed. `context` names provider, series and request."""
+
+    def __init__(self, message: str, *, provider: str, series: str = "", request: str = ""):
+        parts = [f"provider={provider}"]
+        if series:
+            parts.append(f"series={series}")
+        if request:
+            parts.append(f"request={request}")
+        super().__init__(f"{message} [{' '.join(parts)}]")
+        self.provider = provider
+        self.series = series
+        self.request = request
+
+
+class TransientError(ProviderError):
+    """5xx, timeouts, connection resets, truncated bodies: retry with backoff."""
+
+
+class RateLimitedError(TransientError):
+    """429 or a provider's rate-limit error; `retry_after` seconds when the provider said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class BadDataError(ProviderError):
+    """The provider answered, but the body is malformed, mistyped or violates candle rules."""
+
+
+class NoDataError(ProviderError):
+    """The provider says it has no data for this request (CoinAPI 550, empty history)."""
+
+
+class NotListedError(ProviderError):
+    """The venue does not list this (coin, quote) pair: an explicit, reported outcome."""
+
+
+class LeaseHeldError(CoinlineError):
+    """Another ingester holds the lease on this series."""
+
+
+class QualityGateError(CoinlineError):
+    """A data-quality suite failed; materialization is blocked."""
+
+
+class ImportFormatError(CoinlineError):
+    """A file given to `coinline import` cannot be read in the stated format (names file and line)."""

@@ -1,0 +1,1 @@
+"""The network edge: provider adapters that turn provider responses into canonical candles."""

@@ -1,0 +1,185 @@
+"""The HTTP edge shared by every adapter: client factory, error mapping, retry with backoff, rate budget.
+
+`Gateway.get_json` is the one way adapters talk to the network. It maps transport failures and HTTP
+statuses to the typed errors of `coinline.errors`, retries transient ones with a pure backoff schedule
+that honours `Retry-After` / `X-RateLimit-Reset`, and tracks a provider's advertised request budget.
+Secrets travel only in headers and never appear in error text (requests are described without them).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from coinline.errors import (
+    BadDataError,
+    NoDataError,
+    ProviderError,
+    RateLimitedError,
+    TransientError,
+)
+from coinline.timeframes import parse_iso_utc
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 60.0
+
+
+def backoff_delay(attempt: int, policy: RetryPolicy, retry_after: float | None = None) -> float:
+    """Seconds to wait before retry number `attempt` (1-based). Pure and deterministic:
+    the provider's own hint wins; otherwise exponential, capped."""
+    if retry_after is not None:
+        return max(0.0, min(retry_after, policy.max_delay))
+    return min(policy.base_delay * (2 ** (attempt - 1)), policy.max_delay)
+
+
+def parse_retry_after(headers: Mapping[str, str], now: datetime) -> float | None:
+    """Seconds to wait from `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset` (ISO-8601)."""
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            try:
+                from email.utils import parsedate_to_datetime
+
+                return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+            except (TypeError, ValueError):
+                pass
+    reset = headers.get("x-ratelimit-reset")
+    if reset:
+        try:
+            return max(0.0, (parse_iso_utc(reset) - now).total_seconds())
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass
+class RateBudget:
+    """A provider's advertised request budget (CoinAPI `X-RateLimit-*`). When it is spent and the
+    provider does not allow overage, requests wait for the reset instead of burning 429s."""
+
+    remaining: float | None = None
+    reset_in: float | None = None
+    overage: bool = False
+
+    def update(self, headers: Mapping[str, str], now: datetime) -> None:
+        rem = headers.get("x-ratelimit-remaining")
+        if rem is not None:
+            try:
+                self.remaining = float(rem)
+            except ValueError:
+                pass
+        self.overage = headers.get("x-ratelimit-overage", "").upper() == "ENABLED"
+        if "x-ratelimit-reset" in headers:
+            self.reset_in = parse_retry_after({"x-ratelimit-reset": headers["x-ratelimit-reset"]}, now)
+
+    def wait_needed(self) -> float:
+        if self.remaining is not None and self.remaining <= 0 and not self.overage:
+            return self.reset_in or 1.0
+        return 0.0
+
+
+def describe(method: str, path: str, params: Mapping[str, Any] | None) -> str:
+    """A request as text for errors and manifests: method, path and query, never headers."""
+    query = f"?{urlencode(sorted((params or {}).items()))}" if params else ""
+    return f"{method} {path}{query}"
+
+
+@dataclass
+class Gateway:
+    """One provider's HTTP connection with retries. Pass an `httpx.Client` built on a MockTransport
+    or aimed at the replay server in tests; `sleep` and `clock` are injectable."""
+
+    provider: str
+    client: httpx.Client
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    budget: RateBudget = field(default_factory=RateBudget)
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    requests_made: int = 0
+    retries_made: int = 0
+
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None, *, series: str = "") -> tuple[Any, httpx.Response]:
+        request = describe("GET", path, params)
+        last_error: ProviderError | None = None
+        for attempt in range(1, self.policy.max_attempts + 1):
+            wait = self.budget.wait_needed()
+            if wait:
+                self.sleep(min(wait, self.policy.max_delay))
+                self.budget.remaining = None
+            try:
+                return self._once(path, params, series, request)
+            except TransientError as exc:
+                last_error = exc
+                if attempt == self.policy.max_attempts:
+                    break
+                self.retries_made += 1
+                hint = exc.retry_after if isinstance(exc, RateLimitedError) else None
+                self.sleep(backoff_delay(attempt, self.policy, hint))
+        assert last_error is not None
+        raise type(last_error)(
+            f"gave up after {self.policy.max_attempts} attempts: {str(last_error).split(' [')[0]}",
+            provider=self.provider, series=series, request=request,
+        ) from last_error
+
+    def _once(self, path: str, params: Mapping[str, Any] | None, series: str, request: str) -> tuple[Any, httpx.Response]:
+        ctx = {"provider": self.provider, "series": series, "request": request}
+        self.requests_made += 1
+        try:
+            response = self.client.get(path, params=params)
+        except httpx.TimeoutException:
+            raise TransientError("request timed out", **ctx) from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise TransientError(f"transport failure ({type(exc).__name__}: truncated or reset body)", **ctx) from None
+        self.budget.update(response.headers, self.clock())
+        status = response.status_code
+        if status == 429:
+            raise RateLimitedError("rate limited (HTTP 429)", retry_after=parse_retry_after(response.headers, self.clock()), **ctx)
+        if status == 550:
+            raise NoDataError("provider has no data (HTTP 550)", **ctx)
+        if 500 <= status < 600:
+            raise TransientError(f"server error (HTTP {status})", **ctx)
+        if status != 200:
+            raise ProviderError(f"HTTP {status}: {_short_body(response)}", **ctx)
+        content_type = response.headers.get("content-type", "")
+        text = response.text
+        if "html" in content_type or text.lstrip()[:1] == "<":
+            raise BadDataError("got an HTML page instead of JSON (error or captcha page)", **ctx)
+        if not text.strip():
+            raise BadDataError("empty response body", **ctx)
+        try:
+            return json.loads(text), response
+        except json.JSONDecodeError as exc:
+            raise BadDataError(f"malformed JSON ({exc.msg} at char {exc.pos} of {len(text)})", **ctx) from None
+
+
+def _short_body(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:120].replace("\n", " ")
+    if isinstance(body, dict):
+        status = body.get("status")
+        err = body.get("error") or (status.get("error_message") if isinstance(status, dict) else None)
+        if err:
+            return str(err)[:200]
+    return json.dumps(body)[:120]
+
+
+def build_client(base_url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    """An httpx client for one provider. Secret headers are set here and nowhere else."""
+    return httpx.Client(base_url=base_url, headers=dict(headers or {}), timeout=timeout, transport=transport,
+                        follow_redirects=False)
