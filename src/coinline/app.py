@@ -1,0 +1,100 @@
+"""Collaborators built once from Settings at an entry point: lake, universe, provider adapters.
+
+Offline (no historical key, or COINLINE_VENUE=replay) every provider URL points at an in-process
+replay venue that speaks the providers' formats, so the same code path runs with and without network.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from coinline.lake import open_lake, tables
+from coinline.lake.store import Lake
+from coinline.providers.http import Gateway
+from coinline.settings import Settings
+from coinline.universe import Universe, load_universe
+
+log = logging.getLogger("coinline")
+
+
+@dataclass
+class App:
+    settings: Settings
+    lake: Lake
+    universe: Universe
+    now: datetime
+    hist_base_url: str
+    kraken_base_url: str
+    coingecko_base_url: str
+    replay: Any = None
+    _gateways: list[Gateway] = field(default_factory=list)
+
+    def pairs(self, symbols=None, quotes=None, intervals=None) -> list[tuple[str, str, str]]:
+        symbols = [s.upper() for s in symbols] if symbols else self.universe.symbols()
+        for s in symbols:
+            self.universe.coin(s)  # unknown symbol -> clear error
+        return [(s, q, i) for s in symbols for q in (quotes or self.settings.quotes)
+                for i in (intervals or self.settings.intervals)]
+
+    def hist_source(self):
+        from coinline.providers.coinapi import CoinAPISource, coinapi_client
+
+        gw = Gateway("coinapi", coinapi_client(self.hist_base_url, self.settings.hist_api_key))
+        self._gateways.append(gw)
+        return CoinAPISource(gw, self.universe, exchange_id=self.settings.hist_exchange)
+
+    def kraken_source(self):
+        from coinline.providers.kraken import KrakenOHLCSource, kraken_client
+
+        gw = Gateway("kraken", kraken_client(self.kraken_base_url))
+        self._gateways.append(gw)
+        return KrakenOHLCSource(gw, self.universe, clock=lambda: self.now)
+
+    def coingecko_gateway(self) -> Gateway:
+        from coinline.providers.coingecko import coingecko_client, coingecko_gateway
+
+        gw = coingecko_gateway(coingecko_client(self.coingecko_base_url, self.settings.universe_api_key,
+                                                self.settings.universe_api_tier))
+        self._gateways.append(gw)
+        return gw
+
+    def requests_made(self) -> int:
+        return sum(g.requests_made for g in self._gateways)
+
+    def close(self) -> None:
+        for g in self._gateways:
+            g.client.close()
+        if self.replay is not None:
+            self.replay.stop()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def build_app(settings: Settings, *, now: datetime | None = None) -> App:
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    lake = open_lake(settings.object_store_url, endpoint_url=settings.object_store_endpoint_url,
+                     access_key=settings.object_store_access_key_id,
+                     secret_key=settings.object_store_secret_access_key, region=settings.object_store_region)
+    tables.ensure_tables(lake)
+    universe = load_universe(settings.training_universe_version, Path(settings.universe_dir))
+    hist, kraken, gecko, replay = (settings.hist_base_url, settings.kraken_public_base_url,
+                                   settings.universe_base_url, None)
+    if settings.offline:
+        from coinline.replay import ReplayServer, SimulatedMarket
+
+        market = SimulatedMarket(universe, seed=settings.replay_seed, now=now,
+                                 history_days=settings.replay_history_days)
+        replay = ReplayServer(market, required_coinapi_key=settings.hist_api_key.reveal() or None,
+                              coinapi_exchange=settings.hist_exchange)
+        base = replay.start()
+        hist, kraken, gecko = base, f"{base}/0", f"{base}/api/v3"
+        log.info("offline: using the embedded replay venue at %s (set HIST_MARKET_DATA_API_KEY for live providers)", base)
+    return App(settings, lake, universe, now, hist, kraken, gecko, replay)

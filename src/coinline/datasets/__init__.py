@@ -1,0 +1,1 @@
+"""Canonical view (version resolution), dataset materialization and content hashing."""

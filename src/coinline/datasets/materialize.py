@@ -1,0 +1,140 @@
+"""Materialize a training dataset: canonical candles of a universe for one interval and source, pinned to
+Delta table versions, validated by the quality gate, written with a content hash and lineage manifest.
+
+Dataset identity is its content: the same rows give the same SHA-256 however they were ingested
+(order, batching, retries); the manifest records how to rebuild it (table versions, code version).
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import coinline
+from coinline.datasets.canonical import canonical_candles, committed_corrections
+from coinline.errors import QualityGateError
+from coinline.hashing import table_sha256
+from coinline.ingest.gaps import known_gaps
+from coinline.lake import tables
+from coinline.lake.store import Lake
+from coinline.providers.base import CANDLE_SCHEMA, SeriesKey
+from coinline.universe.model import Universe
+
+HASHED_COLUMNS = list(CANDLE_SCHEMA.names)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    universe_version: str
+    interval: str
+    source: str
+    quotes: tuple[str, ...] = ("USD", "USDC", "CAD")
+    start: datetime | None = None   # inclusive window on open_time; None = from the first candle
+    end: datetime | None = None     # exclusive; None = through the last stored candle
+
+
+@dataclass(frozen=True)
+class Dataset:
+    dataset_id: str
+    content_hash: str
+    row_count: int
+    series_count: int
+    path: str
+    manifest: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        return {"dataset_id": self.dataset_id, "content_hash": self.content_hash, "rows": self.row_count,
+                "series": self.series_count, "path": self.path}
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"coinline {coinline.__version__}" + (f" ({sha})" if sha else "")
+
+
+def dataset_series(lake: Lake, universe: Universe, spec: DatasetSpec) -> list[SeriesKey]:
+    symbols = set(universe.symbols())
+    return [k for k, _n, _f, _l in tables.series_in(lake)
+            if k.source == spec.source and k.interval == spec.interval and k.symbol in symbols
+            and k.quote in spec.quotes]
+
+
+def materialize(lake: Lake, universe: Universe, spec: DatasetSpec, *, gap_tolerance: int, now: datetime) -> Dataset:
+    from coinline.quality import validate_candles  # GE import is slow; keep it off the CLI's start path
+
+    raw_version = tables.open_table(lake, tables.RAW).version()
+    keys = dataset_series(lake, universe, spec)
+    if not keys:
+        raise QualityGateError(f"no stored series for source={spec.source} interval={spec.interval} "
+                               f"universe={spec.universe_version}; run `coinline backfill` first")
+    candles = canonical_candles(lake, keys, start=spec.start, end=spec.end, raw_version=raw_version)
+    gaps = known_gaps(lake)
+    result = validate_candles(candles, stage="canonical", known_gaps=gaps, gap_tolerance=gap_tolerance)
+    content_hash = table_sha256(candles, HASHED_COLUMNS)
+    dataset_id = f"{spec.universe_version}.{spec.interval}.{spec.source}.{content_hash[:16]}"
+    lake.write_json(f"quality/datasets/{dataset_id}.json", result.to_dict())
+    if not result.success:
+        raise QualityGateError(f"quality gate failed for dataset {dataset_id}: {result.summary()} "
+                               f"(results: quality/datasets/{dataset_id}.json)")
+    data = candles.select(HASHED_COLUMNS)
+    buf = io.BytesIO()
+    pq.write_table(data, buf, compression="zstd")
+    corrections = committed_corrections(lake, raw_version=raw_version)
+    manifest = {
+        "dataset_id": dataset_id,
+        "content_hash": content_hash,
+        "hash_algorithm": "sha256/coinline-canonical-rows-v1",
+        "hashed_columns": HASHED_COLUMNS,
+        "row_order": ["symbol", "quote", "interval", "open_time", "source", "venue"],
+        "spec": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(spec).items()},
+        "row_count": data.num_rows,
+        "series": _series_summary(data),
+        "inputs": {
+            "raw_candles_version": raw_version,
+            "corrections_version": tables.open_table(lake, tables.CORRECTIONS).version(),
+            "corrections_applied": corrections.num_rows,
+            "known_gaps_version": tables.open_table(lake, tables.GAPS).version(),
+            "batches": sorted({m["batch_id"] for m in tables.commit_manifests(lake, tables.RAW)
+                               if m.get("series") in {k.label() for k in keys}}),
+        },
+        "quality": {"suite": result.suite, "success": result.success, "results": f"quality/datasets/{dataset_id}.json"},
+        "code_version": code_version(),
+        "created_at": now.isoformat(),
+    }
+    base = f"datasets/{dataset_id}"
+    lake.write_bytes(f"{base}/data.parquet", buf.getvalue())
+    lake.write_json(f"{base}/manifest.json", manifest)  # the manifest names the data: written last
+    return Dataset(dataset_id, content_hash, data.num_rows, len(keys), lake.uri(base), manifest)
+
+
+def _series_summary(data: pa.Table) -> list[dict[str, Any]]:
+    if data.num_rows == 0:
+        return []
+    grouped = data.group_by(["symbol", "quote", "interval", "source", "venue"], use_threads=False).aggregate(
+        [("open_time", "min"), ("open_time", "max"), ("open_time", "count")])
+    rows = sorted(grouped.to_pylist(), key=lambda r: (r["symbol"], r["quote"], r["interval"], r["source"], r["venue"]))
+    return [{"symbol": r["symbol"], "quote": r["quote"], "interval": r["interval"], "source": r["source"],
+             "venue": r["venue"], "first": r["open_time_min"].isoformat(), "last": r["open_time_max"].isoformat(),
+             "rows": r["open_time_count"]} for r in rows]
+
+
+def load_dataset(lake: Lake, dataset_id: str, *, verify: bool = True) -> tuple[pa.Table, dict[str, Any]]:
+    """Read a dataset back; with `verify`, recompute its hash and refuse a mismatch."""
+    manifest = lake.read_json(f"datasets/{dataset_id}/manifest.json")
+    if manifest is None:
+        raise FileNotFoundError(f"dataset {dataset_id} has no manifest in {lake.root}")
+    data = pq.read_table(lake.path(f"datasets/{dataset_id}/data.parquet"), filesystem=lake.fs)
+    if verify and table_sha256(data, manifest["hashed_columns"]) != manifest["content_hash"]:
+        raise QualityGateError(f"dataset {dataset_id}: content hash mismatch (data altered after materialization)")
+    return data, manifest

@@ -1,0 +1,1 @@
+"""Orchestration: commit pages to the lake, backfill, sync, gaps, corrections, venue parity."""

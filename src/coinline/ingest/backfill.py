@@ -1,0 +1,127 @@
+"""Walk each (coin, quote, interval) through a provider, page by page, into the lake.
+
+Resumable without bookkeeping: what is stored is read from the Delta log (first/last open time per
+series), so a rerun fetches only the head before and the tail after it and requests no page twice.
+Each series runs under its lease. Outcomes are explicit per series: ok, not-listed, no-data, error,
+lease-held; nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from tqdm import tqdm
+
+from coinline.errors import CoinlineError, LeaseHeldError, NotListedError, ProviderError
+from coinline.ingest.grid import ranges_to_fetch
+from coinline.ingest.writer import commit_candles
+from coinline.lake import tables
+from coinline.lake.lease import series_lease
+from coinline.lake.store import Lake
+from coinline.providers.base import CandleSource, SeriesKey, SeriesRef
+from coinline.timeframes import floor_to_interval, interval_seconds
+
+
+@dataclass
+class SeriesOutcome:
+    series: str
+    symbol: str
+    quote: str
+    interval: str
+    status: str                 # ok | not-listed | no-data | error | lease-held
+    pages: int = 0
+    inserted: int = 0
+    revised: int = 0
+    duplicates: int = 0
+    message: str = ""
+    batches: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["batches"] = len(self.batches)
+        return d
+
+
+def stored_bounds(lake: Lake) -> dict[SeriesKey, tuple[datetime | None, datetime | None]]:
+    return {k: (first, last) for k, _rows, first, last in tables.series_in(lake)}
+
+
+def ingest_range(source: CandleSource, lake: Lake, ref: SeriesRef, start: datetime, end: datetime,
+                 outcome: SeriesOutcome, *, now: datetime, on_page: Callable[[int], None] | None = None) -> None:
+    """Fetch [start, end) page by page and commit each page; the cursor must always advance."""
+    cursor = start
+    while cursor < end:
+        page = source.fetch(ref, cursor, end)
+        outcome.pages += 1
+        result = commit_candles(lake, page.candles, key=ref.key, request=page.request, now=now)
+        outcome.inserted += result.inserted
+        outcome.revised += result.revised
+        outcome.duplicates += result.duplicates
+        if result.table_version is not None:
+            outcome.batches.append(result.batch_id)
+        if on_page:
+            on_page(page.candles.num_rows)
+        if page.done or page.next_cursor is None:
+            return
+        if page.next_cursor <= cursor:
+            raise ProviderError(f"cursor did not advance past {cursor.isoformat()}", provider=source.name,
+                                series=ref.key.label(), request=str(dict(page.request)))
+        cursor = page.next_cursor
+
+
+def backfill_series(source: CandleSource, lake: Lake, symbol: str, quote: str, interval: str, *, now: datetime,
+                    bounds: dict[SeriesKey, tuple[datetime | None, datetime | None]], tail_only: bool = False,
+                    on_page: Callable[[int], None] | None = None) -> SeriesOutcome:
+    """Fetch what the lake lacks of one series. `tail_only` (sync): only newly closed candles, and no
+    history discovery unless the series is empty and the provider only has recent candles anyway."""
+    label = f"{source.name}:{symbol}-{quote}:{interval}"
+    outcome = SeriesOutcome(label, symbol, quote, interval, "ok")
+    try:
+        ref = source.resolve(symbol, quote, interval)
+    except NotListedError as exc:
+        outcome.status, outcome.message = "not-listed", str(exc)
+        return outcome
+    outcome.series = ref.key.label()
+    end = floor_to_interval(now, interval)  # the candle open at `now` is not closed yet
+    try:
+        with series_lease(lake, ref.key):
+            first, last = bounds.get(ref.key, (None, None))
+            discover = first is None if tail_only else (first is None or source.capabilities.history == "full")
+            if tail_only and first is None and source.capabilities.history == "full":
+                outcome.status, outcome.message = "needs-backfill", "no stored history; run `coinline backfill` first"
+                return outcome
+            earliest = source.earliest(ref) if discover else None
+            if earliest is None and first is None:
+                outcome.status, outcome.message = "no-data", "provider reports no history for this series"
+                return outcome
+            for start, stop in ranges_to_fetch(first, last, earliest, end, interval):
+                ingest_range(source, lake, ref, start, stop, outcome, now=now, on_page=on_page)
+    except LeaseHeldError as exc:
+        outcome.status, outcome.message = "lease-held", str(exc)
+    except CoinlineError as exc:
+        outcome.status, outcome.message = "error", str(exc)
+    return outcome
+
+
+def backfill(source: CandleSource, lake: Lake, pairs: Iterable[tuple[str, str, str]], *, now: datetime,
+             progress: bool = True, tail_only: bool = False) -> list[SeriesOutcome]:
+    """Backfill (or with `tail_only`, sync) every (symbol, quote, interval); one failing series never
+    stops the others."""
+    tables.ensure_tables(lake)
+    bounds = stored_bounds(lake)
+    pairs = list(pairs)
+    outcomes = []
+    with tqdm(total=len(pairs), desc=f"{'sync' if tail_only else 'backfill'} {source.name}", unit="series", disable=not progress) as bar:
+        for symbol, quote, interval in pairs:
+            bar.set_postfix_str(f"{symbol}-{quote} {interval}")
+            outcomes.append(backfill_series(source, lake, symbol, quote, interval, now=now, bounds=bounds,
+                                            tail_only=tail_only))
+            bar.update(1)
+    return outcomes
+
+
+def next_close(now: datetime, interval: str) -> datetime:
+    """When the candle open at `now` closes."""
+    return floor_to_interval(now, interval) + timedelta(seconds=interval_seconds(interval))

@@ -1,0 +1,93 @@
+"""Gap detection against the interval grid, explicit retry, and known-gap records.
+
+Nothing is ever forward-filled: a gap is either filled by the provider on retry (new candles committed
+like any other page) or recorded in `known_gaps` with the provider's answer, so the quality gate can
+tell an explained hole from an unexplained one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from coinline.datasets.canonical import series_candles
+from coinline.errors import CoinlineError
+from coinline.ingest.backfill import SeriesOutcome, ingest_range
+from coinline.ingest.grid import find_gaps
+from coinline.lake import tables
+from coinline.lake.store import Lake
+from coinline.providers.base import CandleSource, SeriesKey
+from coinline.timeframes import from_ms, interval_ms
+
+
+@dataclass(frozen=True)
+class Gap:
+    series: str
+    gap_start: str
+    gap_end: str
+    missing_candles: int
+    status: str        # unexplained | known | filled
+    answer: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def known_gaps(lake: Lake, key: SeriesKey | None = None) -> pa.Table:
+    """Open known-gap records (the latest record per gap wins)."""
+    where = None if key is None else {c: getattr(key, c) for c in tables.SERIES_COLUMNS}
+    recs = tables.read(lake, tables.GAPS, where=where, time_column="gap_start")
+    if recs.num_rows == 0:
+        return recs
+    recs = recs.sort_by([(c, "ascending") for c in (*tables.SERIES_COLUMNS, "gap_start", "detected_at")])
+    rows = {}
+    for r in recs.to_pylist():
+        rows[tuple(r[c] for c in (*tables.SERIES_COLUMNS, "gap_start"))] = r
+    return pa.Table.from_pylist([r for r in rows.values() if r["status"] == "open"], schema=tables.GAPS_SCHEMA)
+
+
+def detect(lake: Lake, key: SeriesKey) -> list[Gap]:
+    candles = series_candles(lake, key)
+    times = candles["open_time"].cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64()).to_numpy()
+    known = {(r["gap_start"], r["gap_end"]): r["answer"] for r in known_gaps(lake, key).to_pylist()}
+    out = []
+    for start, end, missing in find_gaps(times, interval_ms(key.interval)):
+        s, e = from_ms(start), from_ms(end)
+        answer = known.get((s, e))
+        out.append(Gap(key.label(), s.isoformat(), e.isoformat(), missing,
+                       "known" if answer is not None else "unexplained", answer or ""))
+    return out
+
+
+def retry(source: CandleSource, lake: Lake, key: SeriesKey, *, now: datetime) -> list[Gap]:
+    """Re-request every unexplained gap once; record what is still missing with the provider's answer."""
+    ref = source.resolve(key.symbol, key.quote, key.interval)
+    results = []
+    new_records = []
+    for gap in detect(lake, key):
+        if gap.status != "unexplained":
+            results.append(gap)
+            continue
+        start, end = datetime.fromisoformat(gap.gap_start), datetime.fromisoformat(gap.gap_end)
+        outcome = SeriesOutcome(key.label(), key.symbol, key.quote, key.interval, "ok")
+        try:
+            ingest_range(source, lake, ref, start, end, outcome, now=now)
+            answer = f"retried with {outcome.pages} request(s); provider returned {outcome.inserted} new candle(s)"
+        except CoinlineError as exc:
+            answer = f"retry failed: {exc}"
+        still = [g for g in detect(lake, key) if start <= datetime.fromisoformat(g.gap_start) < end]
+        if not still:
+            results.append(Gap(gap.series, gap.gap_start, gap.gap_end, gap.missing_candles, "filled", answer))
+        for g in still:
+            results.append(Gap(g.series, g.gap_start, g.gap_end, g.missing_candles, "known", answer))
+            new_records.append({**{c: getattr(key, c) for c in tables.SERIES_COLUMNS},
+                                "gap_start": datetime.fromisoformat(g.gap_start),
+                                "gap_end": datetime.fromisoformat(g.gap_end),
+                                "missing_candles": g.missing_candles, "status": "open", "answer": answer,
+                                "detected_at": now.astimezone(UTC)})
+    if new_records:
+        tables.append(lake, tables.GAPS, pa.Table.from_pylist(new_records, schema=tables.GAPS_SCHEMA),
+                      {"kind": "known_gaps", "series": key.label(), "count": len(new_records)})
+    return results
