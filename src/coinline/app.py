@@ -52,7 +52,7 @@ class App:
 
         gw = Gateway("kraken", kraken_client(self.kraken_base_url))
         self._gateways.append(gw)
-        return KrakenOHLCSource(gw, self.universe, clock=lambda: self.now)
+        return KrakenOHLCSource(gw, universe=self.universe, clock=lambda: self.now)
 
     def coingecko_gateway(self) -> Gateway:
         from coinline.providers.coingecko import coingecko_client, coingecko_gateway

@@ -71,13 +71,23 @@ def dataset_series(lake: Lake, universe: Universe, spec: DatasetSpec) -> list[Se
 
 
 def materialize(lake: Lake, universe: Universe, spec: DatasetSpec, *, gap_tolerance: int, now: datetime) -> Dataset:
-    from coinline.quality import validate_candles  # GE import is slow; keep it off the CLI's start path
+    # Great Expectations is slow to import; keep it off the CLI's start path
+    from coinline.quality.lake_checks import failed_batches, validate_new_batches
+    from coinline.quality.suites import validate_candles
 
+    validate_new_batches(lake)
     raw_version = tables.open_table(lake, tables.RAW).version()
     keys = dataset_series(lake, universe, spec)
     if not keys:
         raise QualityGateError(f"no stored series for source={spec.source} interval={spec.interval} "
                                f"universe={spec.universe_version}; run `coinline backfill` first")
+    labels = {k.label() for k in keys}
+    batches = sorted({m["batch_id"] for m in tables.commit_manifests(lake, tables.RAW)
+                      if m.get("series") in labels and m["table_version"] <= raw_version})
+    bad = failed_batches(lake, set(batches))
+    if bad:
+        raise QualityGateError(f"{len(bad)} input batch(es) failed the raw quality suite, e.g. {bad[0]} "
+                               f"(results under quality/raw/); materialization blocked")
     candles = canonical_candles(lake, keys, start=spec.start, end=spec.end, raw_version=raw_version)
     gaps = known_gaps(lake)
     result = validate_candles(candles, stage="canonical", known_gaps=gaps, gap_tolerance=gap_tolerance)
@@ -105,8 +115,7 @@ def materialize(lake: Lake, universe: Universe, spec: DatasetSpec, *, gap_tolera
             "corrections_version": tables.open_table(lake, tables.CORRECTIONS).version(),
             "corrections_applied": corrections.num_rows,
             "known_gaps_version": tables.open_table(lake, tables.GAPS).version(),
-            "batches": sorted({m["batch_id"] for m in tables.commit_manifests(lake, tables.RAW)
-                               if m.get("series") in {k.label() for k in keys}}),
+            "batches": batches,
         },
         "quality": {"suite": result.suite, "success": result.success, "results": f"quality/datasets/{dataset_id}.json"},
         "code_version": code_version(),
