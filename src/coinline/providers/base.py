@@ -133,7 +133,7 @@ def candle_table(
     for name, values in (("open", open), ("high", high), ("low", low), ("close", close), ("volume", volume)):
         try:
             arr = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise BadDataError(f"{name} is not numeric ({exc})", provider=key.source, series=key.label(),
                                request=where) from None
         if len(arr) != n:
@@ -141,7 +141,20 @@ def candle_table(
                                series=key.label(), request=where)
         cols[name] = arr
     _check_rules(key, times, cols, where)
-    tc = pa.array(trade_count, type=pa.int64()) if trade_count is not None else pa.nulls(n, pa.int64())
+    if trade_count is None:
+        tc = pa.nulls(n, pa.int64())
+    else:
+        try:  # infer, then cast safely: 1.5 or 2**64 must fail, not be silently truncated
+            raw = pa.array(trade_count)
+            if not (pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type) or pa.types.is_null(raw.type)):
+                raise TypeError(f"values of type {raw.type}")
+            tc = raw.cast(pa.int64(), safe=True)
+        except (TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
+            raise BadDataError(f"trade_count is not integer ({exc})", provider=key.source, series=key.label(),
+                               request=where) from None
+        if len(tc) != n:
+            raise BadDataError(f"trade_count has {len(tc)} values for {n} open times", provider=key.source,
+                               series=key.label(), request=where)
     return pa.Table.from_arrays(
         [
             pa.array([key.source] * n, pa.string()),
@@ -171,11 +184,11 @@ def _check_rules(key: SeriesKey, times: np.ndarray, cols: dict[str, np.ndarray],
         arr = cols[name]
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
-            fail(f"{name} is {arr[bad[0]]!r} (not finite)", int(bad[0]))
+            fail(f"{name} is {float(arr[bad[0]])!r} (not finite)", int(bad[0]))
         bad = np.flatnonzero(arr <= 0)
         if bad.size:
-            fail(f"{name} is {arr[bad[0]]!r} (prices must be > 0)", int(bad[0]))
+            fail(f"{name} is {float(arr[bad[0]])!r} (prices must be > 0)", int(bad[0]))
     vol = cols["volume"]
     bad = np.flatnonzero(~np.isfinite(vol) | (vol < 0))
     if bad.size:
-        fail(f"volume is {vol[bad[0]]!r} (must be finite and >= 0)", int(bad[0]))
+        fail(f"volume is {float(vol[bad[0]])!r} (must be finite and >= 0)", int(bad[0]))

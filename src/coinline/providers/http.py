@@ -9,6 +9,7 @@ Secrets travel only in headers and never appear in error text (requests are desc
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,19 +49,22 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime) -> float | None
     value = headers.get("retry-after")
     if value:
         try:
-            return float(value)
+            seconds = float(value)
         except ValueError:
             try:
                 from email.utils import parsedate_to_datetime
 
                 return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 pass
+        else:
+            if math.isfinite(seconds):  # "nan"/"inf" are no hint; fall through to the reset header
+                return max(0.0, seconds)
     reset = headers.get("x-ratelimit-reset")
     if reset:
         try:
             return max(0.0, (parse_iso_utc(reset) - now).total_seconds())
-        except ValueError:
+        except (ValueError, OverflowError):
             return None
     return None
 
@@ -111,7 +115,11 @@ class Gateway:
     requests_made: int = 0
     retries_made: int = 0
 
-    def get_json(self, path: str, params: Mapping[str, Any] | None = None, *, series: str = "") -> tuple[Any, httpx.Response]:
+    def get_json(self, path: str, params: Mapping[str, Any] | None = None, *, series: str = "",
+                 check: Callable[[Any], None] | None = None) -> tuple[Any, httpx.Response]:
+        """GET `path` and parse JSON. `check(body)`, when given, runs inside the retry loop so a
+        provider's HTTP-200 error envelope (e.g. Kraken `EGeneral:Too many requests`) can raise a
+        `TransientError`/`RateLimitedError` and be retried like a 5xx/429; other errors propagate."""
         request = describe("GET", path, params)
         last_error: ProviderError | None = None
         for attempt in range(1, self.policy.max_attempts + 1):
@@ -120,7 +128,10 @@ class Gateway:
                 self.sleep(min(wait, self.policy.max_delay))
                 self.budget.remaining = None
             try:
-                return self._once(path, params, series, request)
+                body, response = self._once(path, params, series, request)
+                if check is not None:
+                    check(body)
+                return body, response
             except TransientError as exc:
                 last_error = exc
                 if attempt == self.policy.max_attempts:
@@ -128,6 +139,10 @@ class Gateway:
                 self.retries_made += 1
                 hint = exc.retry_after if isinstance(exc, RateLimitedError) else None
                 self.sleep(backoff_delay(attempt, self.policy, hint))
+                if isinstance(exc, RateLimitedError):
+                    # the 429's own hint (Retry-After, else X-RateLimit-Reset) has just been waited;
+                    # do not wait for the same reset a second time through the budget
+                    self.budget.remaining = None
         assert last_error is not None
         raise type(last_error)(
             f"gave up after {self.policy.max_attempts} attempts: {str(last_error).split(' [')[0]}",
@@ -163,12 +178,24 @@ class Gateway:
             return json.loads(text), response
         except json.JSONDecodeError as exc:
             raise BadDataError(f"malformed JSON ({exc.msg} at char {exc.pos} of {len(text)})", **ctx) from None
+        except (ValueError, RecursionError) as exc:  # e.g. an integer over 4300 digits, absurd nesting
+            raise BadDataError(f"unreadable JSON ({type(exc).__name__}) in a body of {len(text)} chars",
+                               **ctx) from None
+
+
+_SECRET_HEADER_WORDS = ("key", "auth", "token", "secret", "sign", "session", "cookie", "password")
 
 
 def _short_body(response: httpx.Response) -> str:
+    """The start of an error body, with any secret request-header value (API key, token) removed
+    in case the provider echoes it back."""
+    return _redact_request_secrets(_body_excerpt(response), response)
+
+
+def _body_excerpt(response: httpx.Response) -> str:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return response.text[:120].replace("\n", " ")
     if isinstance(body, dict):
         status = body.get("status")
@@ -176,6 +203,17 @@ def _short_body(response: httpx.Response) -> str:
         if err:
             return str(err)[:200]
     return json.dumps(body)[:120]
+
+
+def _redact_request_secrets(text: str, response: httpx.Response) -> str:
+    try:
+        headers = response.request.headers
+    except RuntimeError:  # a response built without a request
+        return text
+    for name, value in headers.items():
+        if value and len(value) >= 4 and any(word in name.lower() for word in _SECRET_HEADER_WORDS):
+            text = text.replace(value, "**********")
+    return text
 
 
 def build_client(base_url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 30.0,

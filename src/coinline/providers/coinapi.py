@@ -1,0 +1,318 @@
+"""CoinAPI Market Data REST (v1): historical OHLCV for one exchange's spot pairs.
+
+- Auth: the key travels only in the `X-CoinAPI-Key` header (set by `coinapi_client`); it never appears
+  in a URL, a `Page.request` or an error message.
+- Listing: `resolve` checks the pair against ONE cached `GET /v1/symbols?filter_exchange_id=<EXCHANGE>`
+  call; a pair the exchange does not list raises `NotListedError` (an explicit, reported outcome).
+- History: `GET /v1/ohlcv/{symbol_id}/history?period_id&time_start&time_end&limit`, paged by time
+  (CoinAPI has no cursor): the next page starts one interval after the newest candle received.
+  Empty periods are omitted by CoinAPI, so gaps are normal. HTTP 550 ("no data") is an empty, final page.
+- Every record is parsed strictly (`parse_ohlcv`); anything malformed is a `BadDataError` naming the
+  provider, series, request, field and row. Rows are kept as received (ingest sorts and dedupes).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote as _urlquote
+
+import httpx
+import numpy as np
+import pyarrow as pa
+
+from coinline.errors import BadDataError, ConfigError, NoDataError, NotListedError
+from coinline.providers.base import Capabilities, Page, SeriesKey, SeriesRef, candle_table, empty_candles
+from coinline.providers.http import Gateway, build_client, describe
+from coinline.secrets import Secret, redact
+from coinline.timeframes import floor_to_interval, interval_ms, parse_iso_utc, to_utc
+from coinline.universe.model import Universe
+
+NAME = "coinapi"
+
+PERIODS = {"1m": "1MIN", "5m": "5MIN", "15m": "15MIN", "30m": "30MIN", "1h": "1HRS", "4h": "4HRS",
+           "1d": "1DAY", "1w": "7DAY"}
+
+MAX_LIMIT = 100_000                      # CoinAPI's documented maximum `limit`
+SYMBOLS_PATH = "/v1/symbols"
+HISTORY_PATH = "/v1/ohlcv/{symbol_id}/history"
+EARLIEST_PROBE_START = datetime(2009, 1, 1, tzinfo=UTC)   # before any crypto market existed
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INT64_MAX = 2**63 - 1
+_FRACTION = re.compile(r"T[^.]*\.(\d+)")
+_PRICE_FIELDS = (("price_open", "open"), ("price_high", "high"), ("price_low", "low"), ("price_close", "close"))
+
+
+def coinapi_client(base_url: str, api_key: Secret, *, transport: httpx.BaseTransport | None = None,
+                   timeout: float = 30.0) -> httpx.Client:
+    """An httpx client for CoinAPI. The key goes into the `X-CoinAPI-Key` header and nowhere else
+    (an empty key sends no key header, e.g. against a local replay server)."""
+    headers = {"Accept": "application/json"}
+    if api_key:
+        headers["X-CoinAPI-Key"] = api_key.reveal()
+    return build_client(base_url, headers=headers, timeout=timeout, transport=transport)
+
+
+def iso_z(ts: datetime) -> str:
+    """A UTC time as CoinAPI takes it: `2024-01-01T00:00:00Z` (fraction only when there is one)."""
+    ts = to_utc(ts)
+    if ts.microsecond:
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    return ts.strftime("%Y-%m-%dT%H:%M:%S") + "Z"
+
+
+def period_id(interval: str) -> str:
+    try:
+        return PERIODS[interval]
+    except KeyError:
+        raise ConfigError(f"interval {interval!r} is not served by CoinAPI here; known: {', '.join(PERIODS)}") from None
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+
+def parse_ohlcv(body: Any, key: SeriesKey, *, where: str = "", secrets: tuple[Secret, ...] = ()) -> pa.Table:
+    """Parse a `/v1/ohlcv/.../history` body into a canonical candle table, strictly.
+
+    Required per record: `time_period_start` (ISO-8601 string on the interval grid), `price_open`,
+    `price_high`, `price_low`, `price_close`, `volume_traded` (JSON numbers, never null);
+    `trades_count` is optional/nullable (a non-negative integer when present);
+    `time_period_end`, when present, must be one interval after the start (catches a wrong period).
+    Anything else raises BadDataError naming the field and row; candle rules (finite positive prices,
+    finite non-negative volume, grid) are enforced by `candle_table`. Never drops or repairs a row.
+    Values quoted from the body are redacted of `secrets` (a provider could echo the key back).
+    """
+
+    def bad(message: str) -> BadDataError:
+        return BadDataError(redact(message, secrets), provider=key.source, series=key.label(), request=where)
+
+    if not isinstance(body, list):
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            raise bad(f"provider answered an error instead of OHLCV records: {body['error'][:200]!r}")
+        raise bad(f"expected a JSON array of OHLCV records, got {type(body).__name__}")
+    n = len(body)
+    step_ms = interval_ms(key.interval)
+    times = np.empty(n, dtype=np.int64)
+    values = {col: np.empty(n, dtype=np.float64) for _, col in (*_PRICE_FIELDS, ("volume_traded", "volume"))}
+    counts: list[int | None] = []
+    for row, rec in enumerate(body):
+        if not isinstance(rec, dict):
+            raise bad(f"row {row} is a JSON {type(rec).__name__}, expected an object")
+        times[row] = _time_ms(rec, "time_period_start", row, bad)
+        end = rec.get("time_period_end")
+        if end is not None and _time_ms(rec, "time_period_end", row, bad) != times[row] + step_ms:
+            raise bad(f"time_period_end {end!r} is not one {key.interval} after time_period_start "
+                      f"{rec['time_period_start']!r} at row {row} (wrong period?)")
+        for field_name, col in (*_PRICE_FIELDS, ("volume_traded", "volume")):
+            values[col][row] = _number(rec, field_name, row, bad)
+        counts.append(_count(rec, "trades_count", row, bad))
+    return candle_table(key, times, values["open"], values["high"], values["low"], values["close"],
+                        values["volume"], counts, where=where)
+
+
+def _time_ms(rec: dict, field_name: str, row: int, bad) -> int:
+    if field_name not in rec:
+        raise bad(f"field {field_name} is missing at row {row}")
+    value = rec[field_name]
+    if not isinstance(value, str):
+        raise bad(f"field {field_name} is {_kind(value)}, expected an ISO-8601 string, at row {row}")
+    try:
+        ts = parse_iso_utc(value)
+        micros = (ts - _EPOCH) // timedelta(microseconds=1)
+    except (ValueError, OverflowError):
+        raise bad(f"field {field_name} is not an ISO-8601 UTC time ({value[:40]!r}) at row {row}") from None
+    fraction = _FRACTION.search(value)
+    if micros % 1000 or (fraction and fraction.group(1)[3:].strip("0")):
+        raise bad(f"field {field_name} {value[:40]!r} is not on a whole millisecond at row {row}")
+    return micros // 1000
+
+
+def _number(rec: dict, field_name: str, row: int, bad) -> float:
+    if field_name not in rec:
+        raise bad(f"field {field_name} is missing at row {row}")
+    value = rec[field_name]
+    if value is None:
+        raise bad(f"field {field_name} is null at row {row}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad(f"field {field_name} is {_kind(value)}, expected a number, at row {row}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise bad(f"field {field_name} is too large for a float at row {row}") from None
+
+
+def _count(rec: dict, field_name: str, row: int, bad) -> int | None:
+    value = rec.get(field_name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad(f"field {field_name} is {_kind(value)}, expected an integer or null, at row {row}")
+    if not 0 <= value <= _INT64_MAX:
+        raise bad(f"field {field_name} is {_int_text(value)} (must be a non-negative int64) at row {row}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, str):
+        return f"a string ({value[:40]!r})"
+    if isinstance(value, int):
+        return f"a number ({_int_text(value)})"
+    if isinstance(value, float):
+        return f"a number ({value!r})" if math.isfinite(value) else repr(value)
+    return f"a JSON {type(value).__name__}"
+
+
+def _int_text(value: int) -> str:
+    """An int for a message; huge ones are summarised (str() of a 5000-digit int raises)."""
+    return str(value) if abs(value) < 10**30 else f"an integer of about {'-' if value < 0 else ''}10^{value.bit_length() * 0.30103:.0f}"
+
+
+def _listing_time(value: Any) -> datetime | None:
+    """`data_start` is a date (`2019-10-30`), `data_trade_start` a full ISO time; None when unusable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return parse_iso_utc(text)
+    except (ValueError, OverflowError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------- source
+
+
+class CoinAPISource:
+    """CoinAPI historical OHLCV for one exchange's spot pairs (default KRAKEN). Implements CandleSource."""
+
+    name = NAME
+
+    def __init__(self, gateway: Gateway, universe: Universe, *, exchange_id: str = "KRAKEN",
+                 page_limit: int = MAX_LIMIT):
+        if not isinstance(page_limit, int) or isinstance(page_limit, bool) or not 1 <= page_limit <= MAX_LIMIT:
+            raise ConfigError(f"CoinAPI page_limit must be an integer in 1..{MAX_LIMIT}, got {page_limit!r}")
+        if not exchange_id or not exchange_id.strip():
+            raise ConfigError("HIST_MARKET_DATA_EXCHANGE is empty; CoinAPI needs an exchange id (e.g. KRAKEN)")
+        self.gateway = gateway
+        self.universe = universe
+        self.exchange_id = exchange_id.strip().upper()
+        self.page_limit = page_limit
+        self.capabilities = Capabilities(page_limit=page_limit, pagination="time", history="full",
+                                         auth_required=True, intervals=tuple(PERIODS))
+        self._listing: dict[str, Mapping[str, Any]] | None = None
+        self._secrets = tuple(Secret(v) for k, v in gateway.client.headers.items()
+                              if k.lower() in ("x-coinapi-key", "authorization") and v)
+
+    # -- listing ------------------------------------------------------------------------------------
+
+    def listing(self) -> Mapping[str, Mapping[str, Any]]:
+        """symbol_id -> CoinAPI symbol record for this exchange; fetched once, then cached."""
+        if self._listing is None:
+            params = {"filter_exchange_id": self.exchange_id}
+            where = describe("GET", SYMBOLS_PATH, params)
+            try:
+                body, _ = self.gateway.get_json(SYMBOLS_PATH, params)
+            except NoDataError:
+                body = []
+            if not isinstance(body, list):
+                raise BadDataError(f"expected a JSON array of symbols, got {type(body).__name__}",
+                                   provider=NAME, request=where)
+            listing: dict[str, Mapping[str, Any]] = {}
+            for row, rec in enumerate(body):
+                if not isinstance(rec, dict) or not isinstance(rec.get("symbol_id"), str):
+                    raise BadDataError(f"symbol record without a string symbol_id at row {row}",
+                                       provider=NAME, request=where)
+                listing[rec["symbol_id"]] = rec
+            self._listing = listing
+        return self._listing
+
+    def symbol_id(self, symbol: str, quote: str) -> str:
+        coin = self.universe.coin(symbol)  # ConfigError naming the symbol when unknown
+        return f"{self.exchange_id}_SPOT_{coin.coinapi_asset_id.upper()}_{quote.strip().upper()}"
+
+    def resolve(self, symbol: str, quote: str, interval: str) -> SeriesRef:
+        pid = period_id(interval)
+        coin = self.universe.coin(symbol)
+        quote = quote.strip().upper()
+        symbol_id = self.symbol_id(coin.symbol, quote)
+        key = SeriesKey(source=NAME, venue=self.exchange_id, symbol=coin.symbol, quote=quote, interval=interval)
+        record = self.listing().get(symbol_id)
+        if record is None:
+            raise NotListedError(f"{self.exchange_id} does not list {coin.symbol}/{quote} on CoinAPI "
+                                 f"(no symbol {symbol_id})", provider=NAME, series=key.label(),
+                                 request=describe("GET", SYMBOLS_PATH, {"filter_exchange_id": self.exchange_id}))
+        extra = {"symbol_id": symbol_id, "period_id": pid}
+        for name in ("symbol_type", "data_start", "data_end", "data_trade_start", "data_trade_end",
+                     "symbol_id_exchange"):
+            if record.get(name) is not None:
+                extra[name] = record[name]
+        return SeriesRef(key=key, provider_symbol=symbol_id, extra=extra)
+
+    # -- history ------------------------------------------------------------------------------------
+
+    def earliest(self, ref: SeriesRef) -> datetime | None:
+        """From the listing's `data_start`/`data_trade_start` (floored to the interval grid) when
+        present; otherwise one `limit=1` history request from 2009."""
+        starts = [t for t in (_listing_time(ref.extra.get("data_start")),
+                              _listing_time(ref.extra.get("data_trade_start"))) if t is not None]
+        if starts:
+            return floor_to_interval(min(starts), ref.key.interval)
+        path, params = self._history_request(ref, EARLIEST_PROBE_START, None, 1)
+        try:
+            body, _ = self.gateway.get_json(path, params, series=ref.key.label())
+        except NoDataError:
+            return None
+        table = parse_ohlcv(body, ref.key, where=describe("GET", path, params), secrets=self._secrets)
+        if table.num_rows == 0:
+            return None
+        first = int(np.min(table.column("open_time").cast(pa.int64()).to_numpy()))
+        return _EPOCH + timedelta(milliseconds=first)
+
+    def fetch(self, ref: SeriesRef, cursor: datetime, end: datetime) -> Page:
+        cursor, end = to_utc(cursor), to_utc(end)
+        path, params = self._history_request(ref, cursor, end, self.page_limit)
+        request: dict[str, Any] = {"endpoint": path, "symbol_id": ref.provider_symbol, **params}
+        if cursor >= end:
+            return Page(empty_candles(), {**request, "answer": "empty range, not requested"}, None, True)
+        try:
+            body, _ = self.gateway.get_json(path, params, series=ref.key.label())
+        except NoDataError:
+            return Page(empty_candles(), {**request, "answer": "550 no data"}, None, True)
+        table = parse_ohlcv(body, ref.key, where=describe("GET", path, params), secrets=self._secrets)
+        received = table.num_rows
+        times = table.column("open_time").cast(pa.int64()).to_numpy()
+        lo = (cursor - _EPOCH) // timedelta(milliseconds=1)
+        hi = (end - _EPOCH) // timedelta(milliseconds=1)
+        keep = (times >= lo) & (times < hi)
+        all_times = times
+        if not keep.all():
+            table = table.filter(pa.array(keep))
+            times = times[keep]
+        if table.num_rows == 0:
+            if received >= self.page_limit and (all_times < lo).any():
+                # a full page, all before the cursor: time_start was ignored and paging cannot progress
+                raise BadDataError(f"none of the {received} rows is in [{params['time_start']}, {params['time_end']}) "
+                                   f"and some are before time_start (was it ignored?)",
+                                   provider=NAME, series=ref.key.label(), request=describe("GET", path, params))
+            return Page(table, request, None, True)
+        next_cursor = _EPOCH + timedelta(milliseconds=int(times.max()) + interval_ms(ref.key.interval))
+        done = received < self.page_limit or next_cursor >= end
+        return Page(table, request, next_cursor, done)
+
+    def _history_request(self, ref: SeriesRef, start: datetime, end: datetime | None,
+                         limit: int) -> tuple[str, dict[str, Any]]:
+        path = HISTORY_PATH.format(symbol_id=_urlquote(ref.provider_symbol, safe=""))
+        params: dict[str, Any] = {"period_id": period_id(ref.key.interval), "time_start": iso_z(start)}
+        if end is not None:
+            params["time_end"] = iso_z(end)
+        params["limit"] = limit
+        return path, params
