@@ -7,6 +7,8 @@ A batch whose raw suite failed blocks any dataset that would include it.
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from coinline.datasets.canonical import canonical_candles
 from coinline.ingest.gaps import known_gaps
 from coinline.lake import tables
@@ -30,6 +32,9 @@ def validate_new_batches(lake: Lake) -> list[QualityResult]:
     keys = {k.label(): k for k, *_ in tables.series_in(lake)}
     for label, batch_ids in sorted(pending.items()):
         rows = tables.read(lake, tables.RAW, series=keys[label])
+        # Delta stores microseconds; the suites check the canonical millisecond type
+        rows = rows.set_column(rows.schema.get_field_index("open_time"), "open_time",
+                               rows["open_time"].cast(pa.timestamp("ms", tz="UTC")))
         for batch_id in sorted(batch_ids):
             batch = rows.filter(rows["batch_id"].to_numpy(zero_copy_only=False) == batch_id)
             result = validate_candles(batch, stage="raw")
