@@ -34,7 +34,7 @@ class App:
     _gateways: list[Gateway] = field(default_factory=list)
 
     def pairs(self, symbols=None, quotes=None, intervals=None) -> list[tuple[str, str, str]]:
-        symbols = [s.upper() for s in symbols] if symbols else self.universe.symbols()
+        symbols = [s.upper() for s in (symbols or self.settings.symbols)] or self.universe.symbols()
         for s in symbols:
             self.universe.coin(s)  # unknown symbol -> clear error
         return [(s, q, i) for s in symbols for q in (quotes or self.settings.quotes)

@@ -52,9 +52,14 @@ def cmd_run(args) -> int:
         _print(report, True)
         return 0
     print(f"backfill: {dict(report['backfill']['outcomes'])}   venue sync: {dict(report['venue_sync']['outcomes'])}")
+    unlisted: dict[str, list[str]] = {}
     for o in report["backfill"]["series"] + report["venue_sync"]["series"]:
-        if o["status"] != "ok":
-            print(f"  {o['status']:<12} {o['series']}: {o['message'][:140]}")
+        if o["status"] == "not-listed":
+            unlisted.setdefault(f"{o['series'].split(':')[0]} {o['quote']} {o['interval']}", []).append(o["symbol"])
+        elif o["status"] != "ok":
+            print(f"  {o['status']:<12} {o['series']}: {o['message'][:160]}")
+    for where, symbols in unlisted.items():
+        print(f"  not listed by the venue ({where}): {' '.join(symbols)}")
     print("\ncoverage:")
     print(_table(report["coverage"], ["series", "first", "last", "rows", "missing_candles", "known_gap_candles", "corrections"]))
     flagged = [p for p in report["parity"] if p["flagged"]]
@@ -68,6 +73,8 @@ def cmd_run(args) -> int:
 def _series_outcomes(outcomes, as_json: bool) -> int:
     rows = [o.to_dict() for o in outcomes]
     _print(rows, as_json, _table(rows, ["series", "status", "pages", "inserted", "revised", "duplicates", "message"]))
+    if any(o.status == "lease-held" for o in outcomes):
+        return 3
     return 1 if any(o.status == "error" for o in outcomes) else 0
 
 
@@ -90,10 +97,11 @@ def cmd_sync(args) -> int:
         if args.follow:
             if not app.settings.enable_continuous_ingestion:
                 raise CoinlineError("ENABLE_CONTINUOUS_INGESTION=false: refusing to follow")
-            follow(source, app.lake, pairs, max_cycles=args.cycles,
+            follow(source, app.lake, pairs, max_cycles=args.cycles, lookback=app.settings.reconcile_lookback,
                    on_cycle=lambda outs: log.info("sync cycle: %d new candles", sum(o.inserted for o in outs)))
             return 0
-        outcomes = sync(source, app.lake, pairs, now=app.now, progress=not args.json)
+        outcomes = sync(source, app.lake, pairs, now=app.now, progress=not args.json,
+                        lookback=app.settings.reconcile_lookback)
     return _series_outcomes(outcomes, args.json)
 
 

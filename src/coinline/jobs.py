@@ -23,10 +23,10 @@ def run_data_job(app: App, *, progress: bool = True) -> dict[str, Any]:
     s = app.settings
     hist = app.hist_source()
     pairs = app.pairs()
-    outcomes = backfill(hist, app.lake, pairs, now=app.now, progress=progress)
+    outcomes = backfill(hist, app.lake, pairs, now=app.now, progress=progress, lookback=s.reconcile_lookback)
     kraken = app.kraken_source()
     usd_pairs = [p for p in pairs if p[1] == "USD"]
-    venue = sync(kraken, app.lake, usd_pairs, now=app.now, progress=progress)
+    venue = sync(kraken, app.lake, usd_pairs, now=app.now, progress=progress, lookback=s.reconcile_lookback)
     gap_results = []
     for key, *_ in tables.series_in(app.lake):
         if key.source == hist.name:

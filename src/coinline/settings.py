@@ -47,10 +47,12 @@ class Settings:
     object_store_secret_access_key: Secret = field(default_factory=lambda: Secret(""))
     object_store_region: str = "us-east-1"
     venue: str = "auto"                      # auto: live when a historical key is set, else replay
+    symbols: tuple[str, ...] = ()           # subset of the universe to ingest (empty: all of it)
     intervals: tuple[str, ...] = ("1h",)
     quotes: tuple[str, ...] = ("USD", "USDC", "CAD")
     replay_history_days: int = 800           # depth of the offline venue's simulated market
     replay_seed: int = 7
+    reconcile_lookback: int = 24             # closed candles sync re-reads to catch late revisions
     gap_tolerance: int = 0                   # unexplained missing candles a series may have
     parity_tolerance_bps: float = 50.0       # close-price divergence beyond which parity is flagged
     universe_dir: str = "./universe"         # where refresh proposals and approvals are written
@@ -87,10 +89,12 @@ _ENV = {
     "OBJECT_STORE_SECRET_ACCESS_KEY": "object_store_secret_access_key",
     "OBJECT_STORE_REGION": "object_store_region",
     "COINLINE_VENUE": "venue",
+    "COINLINE_SYMBOLS": "symbols",
     "COINLINE_INTERVALS": "intervals",
     "COINLINE_QUOTES": "quotes",
     "COINLINE_REPLAY_HISTORY_DAYS": "replay_history_days",
     "COINLINE_REPLAY_SEED": "replay_seed",
+    "COINLINE_RECONCILE_LOOKBACK": "reconcile_lookback",
     "COINLINE_GAP_TOLERANCE": "gap_tolerance",
     "COINLINE_PARITY_TOLERANCE_BPS": "parity_tolerance_bps",
     "COINLINE_UNIVERSE_DIR": "universe_dir",
@@ -170,6 +174,8 @@ def validate(s: Settings) -> None:
     for interval in s.intervals:
         if interval not in known_intervals():
             raise ConfigError(f"COINLINE_INTERVALS contains {interval!r}; known: {', '.join(known_intervals())}")
+    if s.reconcile_lookback < 0:
+        raise ConfigError(f"COINLINE_RECONCILE_LOOKBACK={s.reconcile_lookback} must be >= 0")
     for quote in s.quotes:
         if quote not in ("USD", "USDC", "CAD"):
             raise ConfigError(f"COINLINE_QUOTES contains {quote!r}; supported: USD, USDC, CAD")

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from coinline.datasets.canonical import committed_corrections, series_candles
-from coinline.errors import LeaseHeldError
+from coinline.errors import ConfigError, LeaseHeldError
 from coinline.ingest.writer import commit_candles
 from coinline.lake import open_lake, tables
 from coinline.lake.lease import series_lease
@@ -48,7 +48,8 @@ def test_create_only_and_leases_are_exclusive_on_s3(s3_lake):
                 pass
 
 
-def test_wrong_credentials_are_rejected(s3_endpoint):
-    with pytest.raises(Exception):
+def test_wrong_credentials_are_a_clear_config_error_without_the_secret(s3_endpoint):
+    with pytest.raises(ConfigError, match="OBJECT_STORE_SECRET_ACCESS_KEY") as info:
         open_lake("s3://coinline-test/denied", endpoint_url=s3_endpoint, access_key=Secret("minioadmin"),
-                  secret_key=Secret("wrong-secret")).read_json("anything.json")
+                  secret_key=Secret("wrong-secret-4d1c"))
+    assert "wrong-secret-4d1c" not in str(info.value)

@@ -73,7 +73,7 @@ def ingest_range(source: CandleSource, lake: Lake, ref: SeriesRef, start: dateti
 
 def backfill_series(source: CandleSource, lake: Lake, symbol: str, quote: str, interval: str, *, now: datetime,
                     bounds: dict[SeriesKey, tuple[datetime | None, datetime | None]], tail_only: bool = False,
-                    on_page: Callable[[int], None] | None = None) -> SeriesOutcome:
+                    lookback: int = 0, on_page: Callable[[int], None] | None = None) -> SeriesOutcome:
     """Fetch what the lake lacks of one series. `tail_only` (sync): only newly closed candles, and no
     history discovery unless the series is empty and the provider only has recent candles anyway."""
     label = f"{source.name}:{symbol}-{quote}:{interval}"
@@ -96,7 +96,7 @@ def backfill_series(source: CandleSource, lake: Lake, symbol: str, quote: str, i
             if earliest is None and first is None:
                 outcome.status, outcome.message = "no-data", "provider reports no history for this series"
                 return outcome
-            for start, stop in ranges_to_fetch(first, last, earliest, end, interval):
+            for start, stop in ranges_to_fetch(first, last, earliest, end, interval, lookback=lookback):
                 ingest_range(source, lake, ref, start, stop, outcome, now=now, on_page=on_page)
     except LeaseHeldError as exc:
         outcome.status, outcome.message = "lease-held", str(exc)
@@ -106,7 +106,7 @@ def backfill_series(source: CandleSource, lake: Lake, symbol: str, quote: str, i
 
 
 def backfill(source: CandleSource, lake: Lake, pairs: Iterable[tuple[str, str, str]], *, now: datetime,
-             progress: bool = True, tail_only: bool = False) -> list[SeriesOutcome]:
+             progress: bool = True, tail_only: bool = False, lookback: int = 0) -> list[SeriesOutcome]:
     """Backfill (or with `tail_only`, sync) every (symbol, quote, interval); one failing series never
     stops the others."""
     tables.ensure_tables(lake)
@@ -117,7 +117,7 @@ def backfill(source: CandleSource, lake: Lake, pairs: Iterable[tuple[str, str, s
         for symbol, quote, interval in pairs:
             bar.set_postfix_str(f"{symbol}-{quote} {interval}")
             outcomes.append(backfill_series(source, lake, symbol, quote, interval, now=now, bounds=bounds,
-                                            tail_only=tail_only))
+                                            tail_only=tail_only, lookback=lookback))
             bar.update(1)
     return outcomes
 

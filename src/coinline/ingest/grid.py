@@ -20,9 +20,10 @@ def find_gaps(open_times_ms: np.ndarray, step_ms: int) -> list[tuple[int, int, i
 
 
 def ranges_to_fetch(stored_first: datetime | None, stored_last: datetime | None, earliest: datetime | None,
-                    end: datetime, interval: str) -> list[tuple[datetime, datetime]]:
-    """What a backfill still lacks: the head before what is stored and the tail after it.
-    Holes in between are `coinline gaps`' job (it detects, retries and records them)."""
+                    end: datetime, interval: str, *, lookback: int = 0) -> list[tuple[datetime, datetime]]:
+    """What a backfill still lacks: the head before what is stored and the tail after it. With
+    `lookback`, the tail starts that many stored candles earlier so late revisions are re-read
+    (reconciliation; identical candles add nothing). Holes in between are `coinline gaps`' job."""
     step = timedelta(seconds=interval_seconds(interval))
     start = floor_to_interval(earliest, interval) if earliest else None
     if stored_last is None:
@@ -30,6 +31,7 @@ def ranges_to_fetch(stored_first: datetime | None, stored_last: datetime | None,
     out = []
     if start is not None and start < stored_first:
         out.append((start, stored_first))
+    tail = max(stored_last + step - lookback * step, stored_first)
     if stored_last + step < end:
-        out.append((stored_last + step, end))
+        out.append((tail, end))
     return out

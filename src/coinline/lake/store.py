@@ -152,9 +152,25 @@ def open_lake(url: str, *, endpoint_url: str = "", access_key: Secret | None = N
         client = boto3.client("s3", endpoint_url=endpoint, region_name=region,
                               aws_access_key_id=access or None, aws_secret_access_key=secret or None)
         base = f"{parsed.netloc}{parsed.path}".rstrip("/")
-        try:
-            client.head_bucket(Bucket=parsed.netloc)
-        except Exception:
-            client.create_bucket(Bucket=parsed.netloc)
+        _ensure_bucket(client, parsed.netloc, endpoint or "AWS S3")
         return Lake(root=f"s3://{base}", fs=fs, base_path=base, storage_options=options, _s3=client)
     raise ConfigError(f"OBJECT_STORE_URL={url!r} must start with file:// or s3://")
+
+
+def _ensure_bucket(client: Any, bucket: str, where: str) -> None:
+    """Create the bucket if missing; wrong credentials are a one-line ConfigError (no secret in it)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        client.head_bucket(Bucket=bucket)
+        return
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code not in ("404", "NoSuchBucket", "NotFound"):
+            raise ConfigError(f"OBJECT_STORE_URL bucket {bucket!r} at {where}: access refused ({code}); "
+                              f"check OBJECT_STORE_ACCESS_KEY_ID / OBJECT_STORE_SECRET_ACCESS_KEY") from None
+    try:
+        client.create_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        raise ConfigError(f"OBJECT_STORE_URL bucket {bucket!r} at {where} cannot be created ({code})") from None
