@@ -83,6 +83,9 @@ def backfill_series(source: CandleSource, lake: Lake, symbol: str, quote: str, i
     except NotListedError as exc:
         outcome.status, outcome.message = "not-listed", str(exc)
         return outcome
+    except CoinlineError as exc:
+        outcome.status, outcome.message = "error", str(exc)
+        return outcome
     outcome.series = ref.key.label()
     end = floor_to_interval(now, interval)  # the candle open at `now` is not closed yet
     try:

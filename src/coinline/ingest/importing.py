@@ -1,12 +1,13 @@
 """`coinline import`: commit candle files into the lake like any provider page.
 
 Rows the importer rejects (empty, zero or negative prices, off-grid times, ...) are never dropped
-silently: they are written to `imports/rejected/<batch>.json` with their line and reason, and counted in
-the report.
+silently: they are written to `imports/rejected/<sha256 of the file>.json` with their line and reason (re-importing
+the same file rewrites the same record), and counted in the report.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def import_files(lake: Lake, paths: list[Path], *, fmt: str, symbol: str, quote:
         with series_lease(lake, result.key):
             commit = commit_candles(lake, result.candles, key=result.key, request=request, now=now)
         if result.rejected:
-            lake.write_json(f"imports/rejected/{commit.batch_id}.json", {
+            lake.write_json(f"imports/rejected/{_file_sha256(path)}.json", {
                 "file": str(path), "format": fmt, "series": result.key.label(),
                 "rejected": [{"row": r.row, "line": r.line, "reason": r.reason, "raw": dict(r.raw)}
                              for r in result.rejected]})
@@ -38,3 +39,11 @@ def import_files(lake: Lake, paths: list[Path], *, fmt: str, symbol: str, quote:
                         "rejected": len(result.rejected), "skipped_other_symbols": result.skipped_other_symbols,
                         "batch_id": commit.batch_id})
     return reports
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
