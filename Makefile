@@ -33,7 +33,7 @@ bench: $(STAMP) ## benchmarks, printed as ratios against reference runs
 	$(BIN)/python -m bench.run_all
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 
 clean: ## remove the local lake, reports and caches
 	rm -rf lake universe reports .pytest_cache .ruff_cache
