@@ -54,6 +54,20 @@ class App:
         self._gateways.append(gw)
         return KrakenOHLCSource(gw, universe=self.universe, clock=lambda: self.now)
 
+    def kraken_trades_source(self):
+        from coinline.providers.kraken import kraken_client
+        from coinline.providers.kraken_trades import KrakenTradesSource
+
+        gw = Gateway("kraken", kraken_client(self.kraken_base_url))
+        self._gateways.append(gw)
+        return KrakenTradesSource(gw, universe=self.universe, clock=lambda: self.now)
+
+    def source(self, name: str):
+        """The adapter behind `--source`: hist (HIST_MARKET_DATA_PROVIDER), kraken (OHLC, recent),
+        kraken-trades (deep history aggregated from trades)."""
+        return {"hist": self.hist_source, "kraken": self.kraken_source,
+                "kraken-trades": self.kraken_trades_source}[name]()
+
     def coingecko_gateway(self) -> Gateway:
         from coinline.providers.coingecko import coingecko_client, coingecko_gateway
 

@@ -82,7 +82,7 @@ def cmd_backfill(args) -> int:
     from coinline.ingest.backfill import backfill
 
     with _app(args) as app:
-        source = app.kraken_source() if args.source == "kraken" else app.hist_source()
+        source = app.source(args.source)
         outcomes = backfill(source, app.lake, app.pairs(args.symbols, args.quotes, args.intervals), now=app.now,
                             progress=not args.json)
     return _series_outcomes(outcomes, args.json)
@@ -92,7 +92,7 @@ def cmd_sync(args) -> int:
     from coinline.ingest.sync import follow, sync
 
     with _app(args) as app:
-        source = app.kraken_source() if args.source == "kraken" else app.hist_source()
+        source = app.source(args.source)
         pairs = app.pairs(args.symbols, args.quotes, args.intervals)
         if args.follow:
             if not app.settings.enable_continuous_ingestion:
@@ -139,7 +139,7 @@ def cmd_parity(args) -> int:
     from coinline.ingest.parity import parity
 
     with _app(args) as app:
-        rows = [p.to_dict() for p in parity(app.lake, reference_source="coinapi",
+        rows = [p.to_dict() for p in parity(app.lake, reference_source=args.reference, venue_source=args.venue,
                                              tolerance_bps=app.settings.parity_tolerance_bps)]
     _print(rows, args.json, _table(rows, ["symbol", "quote", "interval", "overlap", "max_close_bps", "breaches", "flagged"]))
     return 1 if any(r["flagged"] for r in rows) else 0
@@ -240,9 +240,11 @@ def cmd_universe(args) -> int:
         proposal = refresh.propose_universe(rows, load_universe(settings.training_universe_version, udir), as_of=now)
         path = refresh.write_proposal(proposal, udir)
     if args.json:
-        print(json.dumps(proposal.to_json(), indent=1, sort_keys=True, default=str))
+        print(proposal.to_json())
     else:
-        print(f"wrote proposal {path} (not active; approve with `coinline universe approve <VERSION>`)")
+        d = proposal.to_dict()
+        print(f"wrote proposal {path} (not active; approve with `coinline universe approve {d.get('version')}`)")
+        print(json.dumps(d.get("diff", {}), indent=1, sort_keys=True, default=str)[:2000])
     return 0
 
 
@@ -282,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--symbols", nargs="*", help="universe symbols (default: all)")
         sp.add_argument("--quotes", nargs="*", help="quotes (default: COINLINE_QUOTES)")
         sp.add_argument("--intervals", nargs="*", help="intervals (default: COINLINE_INTERVALS)")
-        sp.add_argument("--source", choices=["hist", "kraken"], default="hist")
+        sp.add_argument("--source", choices=["hist", "kraken", "kraken-trades"], default="hist",
+                        help="hist: the historical provider; kraken: recent OHLC; kraken-trades: trades -> candles")
 
     verb("run", cmd_run, "backfill, sync, retry gaps, validate, materialize, report (the main job)")
     series_opts(verb("backfill", cmd_backfill, "walk every series from the provider's earliest candle to now"))
@@ -295,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--symbols", nargs="*")
     sp = verb("corrections", cmd_corrections, "the correction log")
     sp.add_argument("--symbol")
-    verb("parity", cmd_parity, "historical provider vs Kraken divergence per series")
+    sp = verb("parity", cmd_parity, "historical provider vs Kraken divergence per series")
+    sp.add_argument("--reference", default="coinapi", help="source of the reference series")
+    sp.add_argument("--venue", default="kraken", help="source compared against it (kraken or kraken-trades)")
     verb("validate", cmd_validate, "run the quality suites over the lake")
     sp = verb("materialize", cmd_materialize, "build hashed training datasets")
     sp.add_argument("--intervals", nargs="*")

@@ -55,8 +55,13 @@ def failed_batches(lake: Lake, batch_ids: set[str]) -> list[str]:
 def validate_lake(lake: Lake, *, gap_tolerance: int) -> list[QualityResult]:
     """`coinline validate`: raw suite over new batches, canonical suite over every stored series."""
     results = validate_new_batches(lake)
-    keys = [k for k, *_ in tables.series_in(lake)]
-    canonical = validate_candles(canonical_candles(lake, keys), stage="canonical", known_gaps=known_gaps(lake),
-                                 gap_tolerance=gap_tolerance)
-    lake.write_json("quality/canonical/latest.json", canonical.to_dict())
-    return [*results, canonical]
+    by_source: dict[str, list] = {}
+    for k, *_ in tables.series_in(lake):
+        by_source.setdefault(k.source, []).append(k)
+    gaps = known_gaps(lake)
+    for source, keys in sorted(by_source.items()):  # canonical order is per source
+        canonical = validate_candles(canonical_candles(lake, keys), stage="canonical", known_gaps=gaps,
+                                     gap_tolerance=gap_tolerance)
+        lake.write_json(f"quality/canonical/{source.replace(':', '-')}.json", canonical.to_dict())
+        results.append(canonical)
+    return results
