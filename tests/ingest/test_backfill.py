@@ -2,23 +2,14 @@
 
 from datetime import timedelta
 
-import pytest
-
 from coinline.datasets.canonical import series_candles
 from coinline.errors import TransientError
 from coinline.ingest.backfill import backfill
 from coinline.ingest.sync import sync
-from coinline.lake import open_lake, tables
 from tests.fakes import T0, FakeSource, candles
 
 PAIRS = [("BTC", "USD", "1h")]
 
-
-@pytest.fixture
-def lake(tmp_path):
-    lk = open_lake(f"file://{tmp_path}/lake")
-    tables.ensure_tables(lk)
-    return lk
 
 
 def test_backfill_stores_every_candle_with_minimal_requests(lake):

@@ -3,23 +3,14 @@ nothing is ever forward-filled."""
 
 from datetime import timedelta
 
-import pytest
-
 from coinline.datasets.canonical import series_candles
 from coinline.ingest import gaps
 from coinline.ingest.backfill import backfill
-from coinline.lake import open_lake, tables
 from tests.fakes import T0, FakeSource, candles
 
 PAIRS = [("BTC", "USD", "1h")]
 NOW = T0 + timedelta(hours=12)
 
-
-@pytest.fixture
-def lake(tmp_path):
-    lk = open_lake(f"file://{tmp_path}/lake")
-    tables.ensure_tables(lk)
-    return lk
 
 
 def test_missing_candles_are_detected_with_their_extent(lake):

@@ -16,12 +16,6 @@ from tests.fakes import KEY, T0, candles
 NOW = T0 + timedelta(days=30)
 
 
-@pytest.fixture
-def lake(tmp_path):
-    lk = open_lake(f"file://{tmp_path}/lake")
-    tables.ensure_tables(lk)
-    return lk
-
 
 def test_recommitting_the_same_page_adds_nothing(lake):
     first = commit_candles(lake, candles(n=24), key=KEY, request={}, now=NOW)
