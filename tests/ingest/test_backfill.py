@@ -61,3 +61,22 @@ def test_sync_appends_only_newly_closed_candles_and_rerun_makes_no_request(lake)
 def test_sync_of_a_series_never_backfilled_says_so(lake):
     (out,) = sync(FakeSource(candles(n=3)), lake, PAIRS, now=T0 + timedelta(hours=3), progress=False)
     assert out.status == "needs-backfill"
+
+
+def test_follow_polls_on_the_interval_cadence_and_appends_each_new_candle(lake):
+    from coinline.ingest.sync import follow
+
+    source = FakeSource(candles(n=40), page_limit=100)
+    backfill(source, lake, PAIRS, now=T0 + timedelta(hours=24), progress=False)
+    clock = [T0 + timedelta(hours=24, minutes=10)]
+    slept, cycles = [], []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        clock[0] += timedelta(seconds=seconds)
+
+    follow(source, lake, PAIRS, clock=lambda: clock[0], sleep=sleep, grace_s=5, max_cycles=3,
+           on_cycle=lambda outs: cycles.append(sum(o.inserted for o in outs)))
+    assert cycles == [0, 1, 1]  # nothing new at first, then each newly closed hour
+    assert slept == [50 * 60 + 5, 60 * 60]  # wakes just after each close (plus the grace)
+    assert series_candles(lake, source.resolve("BTC", "USD", "1h").key).num_rows == 26
