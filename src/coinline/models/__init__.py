@@ -1,0 +1,1 @@
+"""Estimators behind one protocol (`models.base.ProbModel`): trees, sequence nets, regime, stacking."""

@@ -1,0 +1,1 @@
+"""Walk-forward folds, hyperparameter search on Ray Tune, per-coin fan-out, the training run."""

@@ -1,0 +1,65 @@
+"""Training configuration: one frozen object, hashed into every run's lineage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    short: int = 6          # bars (hours on 1h data) per context resolution
+    medium: int = 24
+    long: int = 168
+
+
+@dataclass(frozen=True)
+class FoldConfig:
+    n_folds: int = 4
+    mode: str = "expanding"         # expanding | rolling
+    test_bars: int = 720            # bars per test fold
+    min_train_bars: int = 2000
+    calib_fraction: float = 0.2     # tail of each training window held out for calibration/early stopping
+    embargo_bars: int | None = None  # default: the longest horizon (purge gap between train and test)
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    window: int = 32        # bars of context per sample
+    hidden: int = 16
+    layers: int = 1
+    heads: int = 2          # transformer
+    epochs: int = 6
+    batch: int = 256
+    patience: int = 2
+    lr: float = 3e-3
+    max_train_samples: int = 4000   # most recent training samples used (keeps CPU time bounded)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    trials: int = 4                 # per tree family, on the tuning coin(s)
+    tune_symbols: tuple[str, ...] = ("BTC",)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    horizons: tuple[int, ...] = (1, 4, 24)      # bars ahead
+    primary_horizon: int = 4                    # the horizon the ensemble, simulation and gates use
+    families: tuple[str, ...] = ("xgboost", "lightgbm", "random_forest", "lstm", "transformer")
+    seed: int = 42
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    folds: FoldConfig = field(default_factory=FoldConfig)
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    fee_bps: float = 10.0
+    slippage_bps: float = 5.0
+    max_position: float = 0.2        # per-coin weight limit in simulation
+    max_exposure: float = 1.0        # gross exposure limit
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def config_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
