@@ -89,7 +89,12 @@ def backfill_series(source: CandleSource, lake: Lake, symbol: str, quote: str, i
     outcome.series = ref.key.label()
     end = floor_to_interval(now, interval)  # the candle open at `now` is not closed yet
     try:
-        with series_lease(lake, ref.key):
+        with series_lease(lake, ref.key) as lease:
+            def progressed(rows: int) -> None:
+                lease.renew()
+                if on_page:
+                    on_page(rows)
+
             first, last = bounds.get(ref.key, (None, None))
             discover = first is None if tail_only else (first is None or source.capabilities.history == "full")
             if tail_only and first is None and source.capabilities.history == "full":
@@ -100,7 +105,7 @@ def backfill_series(source: CandleSource, lake: Lake, symbol: str, quote: str, i
                 outcome.status, outcome.message = "no-data", "provider reports no history for this series"
                 return outcome
             for start, stop in ranges_to_fetch(first, last, earliest, end, interval, lookback=lookback):
-                ingest_range(source, lake, ref, start, stop, outcome, now=now, on_page=on_page)
+                ingest_range(source, lake, ref, start, stop, outcome, now=now, on_page=progressed)
     except LeaseHeldError as exc:
         outcome.status, outcome.message = "lease-held", str(exc)
     except CoinlineError as exc:
