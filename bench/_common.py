@@ -1,0 +1,138 @@
+"""Shared helpers for the benchmarks that must NOT import coinline.
+
+`bench._freqtrade_worker` imports this module from a separate virtualenv (`.bench-venv`, where
+freqtrade lives and coinline is not installed), so everything here depends only on the standard
+library, numpy and pyarrow: the synthetic CoinAPI pages and the FLOOR pipeline (stdlib json + pyarrow
+table + parquet write), which both processes time the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DEFAULT_ROWS = 1_000_000
+MAX_PAGE_ROWS = 100_000            # CoinAPI's documented maximum `limit`
+# 2020-01-01T00:00:00Z in unix seconds: the first candle of the synthetic pages
+START_S = 1_577_836_800
+STEP_S = 60                        # one-minute candles
+
+
+def scale() -> float:
+    """COINLINE_BENCH_SCALE (float, default 1.0): shrinks every benchmark for smoke runs."""
+    raw = os.environ.get("COINLINE_BENCH_SCALE", "").strip()
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"COINLINE_BENCH_SCALE={raw!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise SystemExit(f"COINLINE_BENCH_SCALE={raw!r} must be a positive number")
+    return value
+
+
+def scaled(n: int, minimum: int = 1) -> int:
+    return max(minimum, int(round(n * scale())))
+
+
+def page_rows_for(rows: int) -> int:
+    """100,000 rows per page at full size; smaller runs keep ~10 pages so paging is still exercised."""
+    return max(1, min(MAX_PAGE_ROWS, math.ceil(rows / 10)))
+
+
+def make_pages(rows: int, page_rows: int, *, seed: int = 20240101) -> list[bytes]:
+    """CoinAPI `/v1/ohlcv/{symbol}/history` bodies (JSON arrays of records shaped exactly like
+    shared/data/api/coinapi/spec_examples/ohlcv_symbol_history.json), one-minute candles of one
+    series, consecutive from START_S. Built once, up front, as bytes."""
+    rng = np.random.default_rng(seed)
+    starts = START_S + STEP_S * np.arange(rows, dtype=np.int64)
+    close = np.round(30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.0008, rows))), 2)
+    open_ = np.round(np.concatenate([[30_000.0], close[:-1]]), 2)
+    wig = np.abs(rng.normal(0.0, 0.0005, (2, rows)))
+    high = np.round(np.maximum(open_, close) * (1 + wig[0]), 2)
+    low = np.round(np.minimum(open_, close) * (1 - wig[1]), 2)
+    volume = np.round(rng.gamma(2.0, 1.5, rows) + 1e-8, 8)
+    trades = rng.integers(1, 400, rows)
+    first_trade = rng.integers(0, 20, rows)
+    last_trade = rng.integers(40, 60, rows)
+
+    def iso(seconds: np.ndarray) -> list[str]:
+        text = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s")
+        return [f"{t}.0000000Z" for t in text.tolist()]
+
+    pages = []
+    for lo in range(0, rows, page_rows):
+        hi = min(rows, lo + page_rows)
+        s = starts[lo:hi]
+        t_start, t_end = iso(s), iso(s + STEP_S)
+        t_open, t_close = iso(s + first_trade[lo:hi]), iso(s + last_trade[lo:hi])
+        records = [
+            {"time_period_start": a, "time_period_end": b, "time_open": c, "time_close": d,
+             "price_open": o, "price_high": h, "price_low": lo_, "price_close": cl,
+             "volume_traded": v, "trades_count": n}
+            for a, b, c, d, o, h, lo_, cl, v, n in zip(
+                t_start, t_end, t_open, t_close, open_[lo:hi].tolist(), high[lo:hi].tolist(),
+                low[lo:hi].tolist(), close[lo:hi].tolist(), volume[lo:hi].tolist(), trades[lo:hi].tolist(),
+                strict=True)
+        ]
+        pages.append(json.dumps(records).encode())
+    return pages
+
+
+def page_time_start(index: int, page_rows: int) -> int:
+    return START_S + STEP_S * page_rows * index
+
+
+# ------------------------------------------------------------------------------------------ the floor
+
+
+def floor_page(body: bytes, out: Path) -> int:
+    """The least work that turns one page into a stored columnar file: stdlib json.loads, the same
+    rows as a pyarrow table (open time parsed to timestamp[ms, UTC], OHLCV, trade count), and one
+    `pyarrow.parquet.write_table`. No validation, no dedupe, no versions, no hash, no commit log."""
+    records = json.loads(body)
+    table = pa.table({
+        "open_time": pa.array([r["time_period_start"] for r in records], pa.string())
+        .cast(pa.timestamp("ns", "UTC")).cast(pa.timestamp("ms", "UTC")),
+        "open": pa.array([r["price_open"] for r in records], pa.float64()),
+        "high": pa.array([r["price_high"] for r in records], pa.float64()),
+        "low": pa.array([r["price_low"] for r in records], pa.float64()),
+        "close": pa.array([r["price_close"] for r in records], pa.float64()),
+        "volume": pa.array([r["volume_traded"] for r in records], pa.float64()),
+        "trade_count": pa.array([r.get("trades_count") for r in records], pa.int64()),
+    })
+    pq.write_table(table, out)
+    return table.num_rows
+
+
+def run_floor(pages: list[bytes], workdir: Path) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    rows = sum(floor_page(body, workdir / f"page-{i:04d}.parquet") for i, body in enumerate(pages))
+    seconds = time.perf_counter() - t0
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
+
+
+def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest of several timed runs (the least disturbed), with every time taken."""
+    fastest = min(runs, key=lambda r: r["seconds"])
+    return {**fastest, "all_seconds": [round(r["seconds"], 4) for r in runs]}
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,0 +1,125 @@
+"""`make bench`: run every benchmark, print a compact summary, write bench/results/latest.json.
+
+Every figure is a ratio against a reference measured in the same run (plus the absolute numbers);
+nothing is asserted: a missed goal is printed, never a failure. A benchmark that crashes is reported
+as an error and the others still run. COINLINE_BENCH_SCALE (default 1.0) shrinks every benchmark.
+
+    python -m bench.run_all [--only NAME ...] [--skip NAME ...] [--no-freqtrade]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import backfill_requests, backfill_rss, ingest_throughput, sync_noop
+from bench._common import fmt_ratio, scale
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BENCHMARKS = {
+    "ingest_throughput": lambda opts: ingest_throughput.run(freqtrade=not opts.no_freqtrade),
+    "backfill_requests": lambda opts: backfill_requests.run(),
+    "sync_noop": lambda opts: sync_noop.run(),
+    "backfill_rss": lambda opts: backfill_rss.run(),
+}
+
+
+def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(benchmark, figure, measured, reference, ratio) lines of the summary table."""
+    if "error" in r:
+        return [(name, "ERROR", r["error"][:60], "", "")]
+    x = r["ratios"]
+    if name == "ingest_throughput":
+        c, f, ft = r["coinline"], r["floor"], r["freqtrade"]
+        out = [(name, "coinline / floor (rows/s)", f"{c['rows_per_s']:,.0f}", f"{f['rows_per_s']:,.0f}",
+                fmt_ratio(x["coinline/floor"]))]
+        if "skipped" in ft:
+            out.append((name, "freqtrade", "skipped", "", ""))
+        else:
+            out += [(name, "freqtrade / its floor (rows/s)", f"{ft['parquet']['rows_per_s']:,.0f}",
+                     f"{ft['floor']['rows_per_s']:,.0f}", fmt_ratio(x["freqtrade/floor"])),
+                    (name, "coinline / freqtrade (floor-relative)", fmt_ratio(x["coinline/floor"]),
+                     fmt_ratio(x["freqtrade/floor"]), fmt_ratio(x["coinline/freqtrade"]))]
+        return out
+    if name == "backfill_requests":
+        return [(name, "history requests / minimum (goal <= 1.05)", str(r["history_requests"]),
+                 str(r["minimum_requests"]), fmt_ratio(x["requests/minimum"])),
+                (name, "rerun, same clock: history requests", str(r["rerun_history_requests"]), "0", "")]
+    if name == "sync_noop":
+        lg, sh = r["long"], r["short"]
+        return [(name, f"no-op sync {lg['history_days']}d / {sh['history_days']}d (goal <= 1.2)",
+                 f"{lg['noop_median_s'] * 1e3:.1f} ms", f"{sh['noop_median_s'] * 1e3:.1f} ms",
+                 fmt_ratio(x["noop long/short"])),
+                (name, "one-new-candle sync (goal <= 1.2)", f"{lg['one_new_median_s'] * 1e3:.1f} ms",
+                 f"{sh['one_new_median_s'] * 1e3:.1f} ms", fmt_ratio(x["one-new long/short"]))]
+    if name == "backfill_rss":
+        return [(name, f"peak RSS, {r['rows']:,}-row backfill (goal < 1 GB)", f"{r['peak_rss_bytes'] / 1e6:,.0f} MB",
+                 f"{r['baseline_peak_rss_bytes'] / 1e6:,.0f} MB", fmt_ratio(x["peak/baseline"])),
+                (name, "peak RSS / 1 GB goal", f"{r['peak_rss_bytes'] / 1e6:,.0f} MB", "1,000 MB",
+                 fmt_ratio(x["peak/goal"]))]
+    return [(name, "?", "", "", "")]
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    rows = [("benchmark", "figure", "measured", "reference", "ratio")]
+    for name, r in results.items():
+        rows += _rows(name, r)
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append("  ".join(cell.rjust(w) if j >= 2 else cell.ljust(w) for j, (cell, w) in enumerate(zip(row, widths, strict=True))))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run just these")
+    ap.add_argument("--skip", nargs="+", choices=list(BENCHMARKS), default=[], help="leave these out")
+    ap.add_argument("--no-freqtrade", action="store_true", help="skip the freqtrade subprocess of ingest_throughput")
+    ap.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    opts = ap.parse_args(argv)
+    names = [n for n in (opts.only or BENCHMARKS) if n not in opts.skip]
+    # backfill_rss first: its children are forked from this process, and Linux carries a process's RSS
+    # high-water mark across fork+exec into the child's ru_maxrss; this process is smallest at the start
+    # (the in-child VmHWM figures do not depend on it). The summary keeps the 1..4 order.
+    run_order = sorted(names, key=lambda n: n != "backfill_rss")
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    print(f"coinline benchmarks: {', '.join(names)} (COINLINE_BENCH_SCALE={scale():g}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()})", flush=True)
+    results: dict[str, dict[str, Any]] = {}
+    for name in run_order:
+        print(f"\n--- {name} ---", flush=True)
+        b0 = time.perf_counter()
+        try:
+            results[name] = BENCHMARKS[name](opts)
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
+            traceback.print_exc()
+            results[name] = {"benchmark": name, "error": f"{type(exc).__name__}: {exc}"}
+        results[name]["wall_seconds"] = round(time.perf_counter() - b0, 2)
+    results = {n: results[n] for n in names}
+    total = time.perf_counter() - t0
+    print(f"\n=== summary (ratios against the reference measured in the same run; goals reported, not asserted; "
+          f"{total:.0f} s in all)")
+    print(table(results))
+    doc = {"started_at": started.isoformat(), "total_seconds": round(total, 2), "scale": scale(),
+           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+           "results": results}
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    print(f"\nwrote {opts.out.relative_to(Path.cwd()) if opts.out.is_relative_to(Path.cwd()) else opts.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
