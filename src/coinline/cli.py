@@ -110,15 +110,22 @@ def cmd_gaps(args) -> int:
     from coinline.lake import tables
 
     with _app(args) as app:
-        source = app.hist_source() if args.retry else None
+        providers = {}  # source name -> adapter, built on first use
         found = []
         for key, *_ in tables.series_in(app.lake):
             if args.symbols and key.symbol not in [s.upper() for s in args.symbols]:
                 continue
-            if args.retry and key.source == source.name:
-                found += gaps.retry(source, app.lake, key, now=app.now)
-            else:
+            if not args.retry:
                 found += gaps.detect(app.lake, key)
+                continue
+            flag = {"coinapi": "hist", "kraken": "kraken", "kraken-trades": "kraken-trades"}.get(key.source)
+            if flag is None:
+                found += gaps.record_as_known(app.lake, key, now=app.now, answer=(
+                    f"source {key.source} has no provider to re-request; recorded as missing in the source"))
+                continue
+            if flag not in providers:
+                providers[flag] = app.source(flag)
+            found += gaps.retry(providers[flag], app.lake, key, now=app.now)
     rows = [g.to_dict() for g in found]
     _print(rows, args.json, _table(rows, ["series", "gap_start", "gap_end", "missing_candles", "status", "answer"]))
     return 0
@@ -210,6 +217,38 @@ def cmd_import(args) -> int:
         reports = import_files(app.lake, [Path(p) for p in args.paths], fmt=args.format, symbol=args.symbol.upper(),
                                quote=args.quote.upper(), interval=args.interval, venue=args.venue, now=app.now)
     _print(reports, args.json, _table(reports, ["path", "series", "rows_read", "inserted", "duplicates", "revised", "rejected"]))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from coinline.datasets.materialize import DatasetSpec, materialize
+    from coinline.training.config import load_train_config
+    from coinline.training.run import train
+
+    with _app(args) as app:
+        s = app.settings
+        spec = DatasetSpec(s.training_universe_version, args.interval, args.source, tuple(s.quotes))
+        dataset = materialize(app.lake, app.universe, spec, gap_tolerance=s.gap_tolerance, now=app.now)
+        cfg = load_train_config(s.train_config)
+        until = parse_iso_utc(args.until) if args.until else None
+        run = train(app.lake, dataset.dataset_id, cfg, symbols=args.symbols or list(s.symbols) or None, until=until,
+                    quote=args.quote, interval=args.interval, workers=s.train_workers or None)
+    _print({"run_id": run.run_id, "manifest": run.manifest}, args.json, run.run_id)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    with _app(args) as app:
+        metrics = app.lake.read_json(f"runs/{args.run_id}/metrics.json")
+    if metrics is None:
+        raise CoinlineError(f"run {args.run_id} has no metrics.json in the lake")
+    if args.json:
+        _print(metrics, True)
+        return 0
+    from coinline.training.summary import summary_rows
+
+    rows = summary_rows(metrics)
+    print(_table(rows, list(rows[0]) if rows else []))
     return 0
 
 
@@ -319,6 +358,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(a, required=True)
     sp.add_argument("--venue")
     sp.add_argument("paths", nargs="+")
+    sp = verb("train", cmd_train, "train and evaluate the model topology on the current dataset; prints the run id")
+    sp.add_argument("--symbols", nargs="*")
+    sp.add_argument("--interval", default="1h")
+    sp.add_argument("--quote", default="USD")
+    sp.add_argument("--source", default="coinapi")
+    sp.add_argument("--until", help="ISO time: train and evaluate on candles up to this time only")
+    sp = verb("evaluate", cmd_evaluate, "print a run's metric package")
+    sp.add_argument("run_id")
     sp = verb("universe", cmd_universe, "show, refresh (propose) or approve universe versions")
     sp.add_argument("universe_cmd", choices=["show", "refresh", "approve"])
     sp.add_argument("version", nargs="?")

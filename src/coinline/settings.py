@@ -56,6 +56,8 @@ class Settings:
     gap_tolerance: int = 0                   # unexplained missing candles a series may have
     parity_tolerance_bps: float = 50.0       # close-price divergence beyond which parity is flagged
     universe_dir: str = "./universe"         # where refresh proposals and approvals are written
+    train_config: str = ""                   # JSON file of TrainConfig overrides (bigger budgets)
+    train_workers: int = 0                   # Ray workers for training (0: one per CPU; 1: in-process)
 
     @property
     def offline(self) -> bool:
@@ -98,6 +100,8 @@ _ENV = {
     "COINLINE_GAP_TOLERANCE": "gap_tolerance",
     "COINLINE_PARITY_TOLERANCE_BPS": "parity_tolerance_bps",
     "COINLINE_UNIVERSE_DIR": "universe_dir",
+    "COINLINE_TRAIN_CONFIG": "train_config",
+    "COINLINE_TRAIN_WORKERS": "train_workers",
 }
 ENV_VARIABLES = tuple(_ENV)
 

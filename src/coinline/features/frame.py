@@ -45,6 +45,15 @@ class CoinFrame:
     def column(self, name: str) -> np.ndarray:
         return self.F[:, self.feature_names.index(name)]
 
+    def tail(self, n: int | None) -> CoinFrame:
+        """The last `n` rows (features were computed on the full history, so windows stay complete)."""
+        if n is None or n >= len(self.times):
+            return self
+        sl = slice(len(self.times) - n, None)
+        return CoinFrame(self.symbol, self.times[sl], self.F[sl], self.feature_names,
+                         {h: {k: v[sl] for k, v in t.items()} for h, t in self.targets.items()},
+                         self.close[sl], self.open_next[sl], self.quote, self.interval)
+
     def fingerprint(self) -> str:
         """SHA-256 over names, times, features, targets and prices: equal for equal frames."""
         h = hashlib.sha256()

@@ -91,3 +91,17 @@ def retry(source: CandleSource, lake: Lake, key: SeriesKey, *, now: datetime) ->
         tables.append(lake, tables.GAPS, pa.Table.from_pylist(new_records, schema=tables.GAPS_SCHEMA),
                       {"kind": "known_gaps", "series": key.label(), "count": len(new_records)})
     return results
+
+
+def record_as_known(lake: Lake, key: SeriesKey, *, answer: str, now: datetime) -> list[Gap]:
+    """Record every unexplained gap of a series that has no provider to ask (e.g. imported files) as a
+    known gap with `answer`; nothing is filled."""
+    found = [g for g in detect(lake, key) if g.status == "unexplained"]
+    if found:
+        records = [{**{c: getattr(key, c) for c in tables.SERIES_COLUMNS},
+                    "gap_start": datetime.fromisoformat(g.gap_start), "gap_end": datetime.fromisoformat(g.gap_end),
+                    "missing_candles": g.missing_candles, "status": "open", "answer": answer,
+                    "detected_at": now.astimezone(UTC)} for g in found]
+        tables.append(lake, tables.GAPS, pa.Table.from_pylist(records, schema=tables.GAPS_SCHEMA),
+                      {"kind": "known_gaps", "series": key.label(), "count": len(records)})
+    return [Gap(g.series, g.gap_start, g.gap_end, g.missing_candles, "known", answer) for g in found]

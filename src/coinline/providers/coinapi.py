@@ -23,6 +23,7 @@ from urllib.parse import quote as _urlquote
 import httpx
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from coinline.errors import BadDataError, ConfigError, NoDataError, NotListedError
 from coinline.providers.base import Capabilities, Page, SeriesKey, SeriesRef, candle_table, empty_candles
@@ -85,6 +86,10 @@ def parse_ohlcv(body: Any, key: SeriesKey, *, where: str = "", secrets: tuple[Se
     Anything else raises BadDataError naming the field and row; candle rules (finite positive prices,
     finite non-negative volume, grid) are enforced by `candle_table`. Never drops or repairs a row.
     Values quoted from the body are redacted of `secrets` (a provider could echo the key back).
+
+    Two paths, one result: a page as CoinAPI sends it is parsed column-wise (`_columns_fast`); anything
+    that path does not positively recognise as valid, it hands to the record-by-record parser
+    (`_columns_by_row`), which accepts or rejects it, with the error naming field and row, as always.
     """
 
     def bad(message: str) -> BadDataError:
@@ -94,8 +99,20 @@ def parse_ohlcv(body: Any, key: SeriesKey, *, where: str = "", secrets: tuple[Se
         if isinstance(body, dict) and isinstance(body.get("error"), str):
             raise bad(f"provider answered an error instead of OHLCV records: {body['error'][:200]!r}")
         raise bad(f"expected a JSON array of OHLCV records, got {type(body).__name__}")
-    n = len(body)
     step_ms = interval_ms(key.interval)
+    columns = _columns_fast(body, step_ms)
+    if columns is None:
+        columns = _columns_by_row(body, key, step_ms, bad)
+    times, open_, high, low, close, volume, counts = columns
+    return candle_table(key, times, open_, high, low, close, volume, counts, where=where)
+
+
+_Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]
+
+
+def _columns_by_row(body: list, key: SeriesKey, step_ms: int, bad) -> _Columns:
+    """The reference parser: one record at a time, raising BadDataError at the first fault."""
+    n = len(body)
     times = np.empty(n, dtype=np.int64)
     values = {col: np.empty(n, dtype=np.float64) for _, col in (*_PRICE_FIELDS, ("volume_traded", "volume"))}
     counts: list[int | None] = []
@@ -110,8 +127,133 @@ def parse_ohlcv(body: Any, key: SeriesKey, *, where: str = "", secrets: tuple[Se
         for field_name, col in (*_PRICE_FIELDS, ("volume_traded", "volume")):
             values[col][row] = _number(rec, field_name, row, bad)
         counts.append(_count(rec, "trades_count", row, bad))
-    return candle_table(key, times, values["open"], values["high"], values["low"], values["close"],
-                        values["volume"], counts, where=where)
+    return (times, values["open"], values["high"], values["low"], values["close"], values["volume"], counts)
+
+
+# -- the column-wise fast path ---------------------------------------------------------------------
+#
+# It accepts a strict subset of what `_columns_by_row` accepts and, on that subset, yields the same
+# columns. The subset: every record a dict; both times `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` in ASCII digits,
+# one width per column (CoinAPI's 7 fractional digits, or none, or 3, ...), a real calendar date and
+# time, every fractional digit below the millisecond 0, each present end one interval after its start;
+# the prices and volume plain ints/floats (ints within 2**53, so pyarrow takes them exactly; finite or
+# not, > 0 or not: those candle rules are `candle_table`'s, the same call on both paths); trades_count
+# an int in 0..2**63-1, null or absent. Anything else (a time zone offset, whitespace, a boolean, a huge
+# int, any error at all) makes it return None and the record-by-record parser decide, so what is
+# accepted, and every error message, is exactly that parser's. `body` is JSON as `json.loads` returns
+# it (dict, list, str, int, float, bool, None).
+
+_NUMBER_FIELDS = ("price_open", "price_high", "price_low", "price_close", "volume_traded")
+_NONE_TYPE = type(None)
+_FAST_RECORD = pa.struct([("time_period_start", pa.string()), ("time_period_end", pa.string()),
+                          *((name, pa.float64()) for name in _NUMBER_FIELDS), ("trades_count", pa.int64())])
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+_DATE_DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)   # YYYY MM DD HH MM SS
+_DATE_PUNCT = (4, 7, 10, 13, 16)                                     # - - T : :
+
+
+def _time_layout(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(digit positions, punctuation positions, punctuation bytes) of a `...SS[.fff...]Z` of `width`."""
+    if width == 20:                      # 2024-01-01T00:00:00Z
+        digits, punct, chars = _DATE_DIGITS, (*_DATE_PUNCT, 19), "--T::Z"
+    elif 22 <= width <= 30:              # 2024-01-01T00:00:00.0000000Z: 1..9 fractional digits
+        digits, punct, chars = (*_DATE_DIGITS, *range(20, width - 1)), (*_DATE_PUNCT, 19, width - 1), "--T::.Z"
+    else:
+        return None
+    return (np.array(digits, dtype=np.intp), np.array(punct, dtype=np.intp),
+            np.frombuffer(chars.encode("ascii"), dtype=np.uint8))
+
+
+_TIME_LAYOUTS = {w: layout for w in range(20, 31) if (layout := _time_layout(w)) is not None}
+
+
+def _iso_ms_column(texts: pa.Array) -> np.ndarray | None:
+    """Unix ms of each of `texts` (a string array without nulls) when ALL are in one fast-path layout
+    and `_time_ms` would accept them; else None."""
+    n = len(texts)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    if texts.null_count or texts.type != pa.string():
+        return None
+    _validity, offsets_buf, data_buf = texts.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32)[texts.offset:texts.offset + n + 1]
+    width = int(offsets[1] - offsets[0])
+    layout = _TIME_LAYOUTS.get(width)
+    if layout is None or not (np.diff(offsets) == width).all():
+        return None
+    raw = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(n, width)
+    digit_at, punct_at, punct = layout
+    if not (raw[:, punct_at] == punct).all():             # also rules out any non-ASCII byte there
+        return None
+    d = raw[:, digit_at] - np.uint8(48)                   # wraps around below b"0"
+    if not (d <= 9).all():
+        return None
+    d = d.astype(np.int64)
+    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+    month, day = d[:, 4] * 10 + d[:, 5], d[:, 6] * 10 + d[:, 7]
+    hour, minute, second = d[:, 8] * 10 + d[:, 9], d[:, 10] * 10 + d[:, 11], d[:, 12] * 10 + d[:, 13]
+    fraction = d[:, 14:]                                  # 0..9 digits
+    if fraction.shape[1] > 3 and fraction[:, 3:].any():  # not on a whole millisecond
+        return None
+    millis = np.zeros(n, dtype=np.int64)
+    for i in range(min(3, fraction.shape[1])):
+        millis += fraction[:, i] * (100, 10, 1)[i]
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_days = _MONTH_DAYS[np.clip(month, 0, 12)] + (leap & (month == 2))
+    valid = ((year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)
+             & (hour <= 23) & (minute <= 59) & (second <= 59))
+    if not valid.all():
+        return None
+    # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil)
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return (((days * 24 + hour) * 60 + minute) * 60 + second) * 1000 + millis
+
+
+def _columns_fast(body: list, step_ms: int) -> _Columns | None:
+    """The columns of a page of plainly valid records, converted column-wise; None where anything is
+    not plainly valid (the record-by-record parser then gives the error, or the same columns)."""
+    try:
+        return _columns_fast_or_none(body, step_ms)
+    except (KeyError, TypeError, ValueError, ArithmeticError, pa.ArrowException):
+        return None
+
+
+def _columns_fast_or_none(body: list, step_ms: int) -> _Columns | None:
+    if not set(map(type, body)) <= {dict}:
+        return None
+    # pyarrow would take 4.0 (and True as a price) silently: check what it cannot tell apart
+    if not set(map(type, [rec.get("trades_count") for rec in body])) <= {int, _NONE_TYPE}:
+        return None
+    # one pass in C++: absent keys and nulls become nulls; a str, list or dict where a number is due,
+    # an int beyond 2**53 (not exact as a double) or one beyond int64 raises
+    start, end, *numbers, trade_count = pa.array(body, type=_FAST_RECORD).flatten()
+    times = _iso_ms_column(start)
+    if times is None:
+        return None
+    if end.null_count < len(end):
+        if end.null_count:
+            present = end.is_valid().to_numpy(zero_copy_only=False)
+            end_ms, expected = _iso_ms_column(end.drop_null()), times[present] + step_ms
+        else:
+            end_ms, expected = _iso_ms_column(end), times + step_ms
+        if end_ms is None or not np.array_equal(end_ms, expected):
+            return None
+    values = []
+    for name, column in zip(_NUMBER_FIELDS, numbers, strict=True):
+        if column.null_count:
+            return None
+        arr = column.to_numpy()
+        maybe_bool = np.flatnonzero((arr == 0.0) | (arr == 1.0))   # where True/False would have landed
+        if any(type(body[row][name]) is bool for row in maybe_bool.tolist()):
+            return None
+        values.append(arr)
+    if trade_count.null_count < len(trade_count) and pc.min(trade_count).as_py() < 0:
+        return None
+    return (times, *values, trade_count)
 
 
 def _time_ms(rec: dict, field_name: str, row: int, bad) -> int:

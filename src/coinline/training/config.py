@@ -49,6 +49,7 @@ class TrainConfig:
     primary_horizon: int = 4                    # the horizon the ensemble, simulation and gates use
     families: tuple[str, ...] = ("xgboost", "lightgbm", "random_forest", "lstm", "transformer")
     seed: int = 42
+    max_history_bars: int | None = 6000         # most recent bars per coin used for training (None: all)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     folds: FoldConfig = field(default_factory=FoldConfig)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
@@ -63,3 +64,33 @@ class TrainConfig:
 
     def config_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def load_train_config(path: str | None) -> TrainConfig:
+    """TrainConfig from a JSON file of overrides (nested by section), or the defaults."""
+    from dataclasses import fields, is_dataclass, replace
+    from pathlib import Path
+
+    from coinline.errors import ConfigError
+
+    if not path:
+        return TrainConfig()
+    try:
+        overrides = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"COINLINE_TRAIN_CONFIG={path}: cannot read JSON ({exc})") from None
+
+    def apply(obj, values: dict, where: str):
+        known = {f.name: f for f in fields(obj)}
+        changes = {}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"COINLINE_TRAIN_CONFIG={path}: unknown setting {where}{key}")
+            current = getattr(obj, key)
+            if is_dataclass(current):
+                changes[key] = apply(current, value, f"{where}{key}.")
+            else:
+                changes[key] = tuple(value) if isinstance(current, tuple) else type(current)(value) if current is not None else value
+        return replace(obj, **changes)
+
+    return apply(TrainConfig(), overrides, "")

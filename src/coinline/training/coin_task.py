@@ -1,0 +1,168 @@
+"""One coin's share of a training run: every base family on every walk-forward fold and horizon, the
+out-of-fold predictions they produce, the stacked ensemble over them, and the coin's metric package.
+
+Out-of-fold, concretely: for fold k the base models are fitted on the fold's training rows (calibrated on
+its calibration slice) and predict ONLY fold k's test rows, which lie after an embargo of at least the
+longest horizon. Concatenating the test-row predictions of all folds gives one out-of-sample prediction per
+test row. The meta-learner for fold k is then fitted on the out-of-fold predictions of folds < k only
+(`walk_forward_stack`), so no prediction ever uses a label it is scored against.
+
+Pure function of its inputs (frame, config, tuned parameters, seeds): a Ray task runs it unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from coinline.evaluation.baselines import baseline_probabilities, chance_test, skill_scores
+from coinline.evaluation.metrics import classification_metrics
+from coinline.features.frame import CoinFrame, valid_rows
+from coinline.models.base import derive_seed
+from coinline.models.sequence import make_sequence_model
+from coinline.models.stacking import walk_forward_stack
+from coinline.models.trees import make_tree_model
+from coinline.training.config import TrainConfig
+from coinline.training.folds import Fold, folds_to_dict, walk_forward
+
+TREES = ("xgboost", "lightgbm", "random_forest")
+SEQUENCES = ("lstm", "transformer")
+
+
+@dataclass
+class CoinResult:
+    symbol: str
+    folds: dict[str, Any]
+    test_ends: list[int] = field(default_factory=list)                 # last test row time (ms) per fold
+    # predictions[h][family] = p over the coin's OOS rows (row order = `oos_rows[h]`)
+    oos_rows: dict[int, np.ndarray] = field(default_factory=dict)
+    oos_fold: dict[int, np.ndarray] = field(default_factory=dict)
+    predictions: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    extras: dict[int, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    ensemble: dict[str, np.ndarray] = field(default_factory=dict)      # primary horizon: p, confidence
+    stacking_weights: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    base_rate: dict[int, np.ndarray] = field(default_factory=dict)       # base-rate P(up) on OOS rows
+    in_sample: dict[str, Any] = field(default_factory=dict)
+    model_hashes: dict[str, str] = field(default_factory=dict)          # "fold/h/family" -> sha256
+    final_models: dict[str, bytes] = field(default_factory=dict)        # last fold's models, "h/family"
+
+
+def coin_folds(frame: CoinFrame, cfg: TrainConfig) -> list[Fold]:
+    f = cfg.folds
+    embargo = f.embargo_bars if f.embargo_bars is not None else max(cfg.horizons)
+    return walk_forward(frame.times, n_folds=f.n_folds, test_bars=f.test_bars, min_train_bars=f.min_train_bars,
+                        embargo_bars=embargo, max_horizon=max(cfg.horizons), calib_fraction=f.calib_fraction,
+                        mode=f.mode)
+
+
+def _families_for(h: int, cfg: TrainConfig) -> tuple[str, ...]:
+    """Trees on every horizon; sequence nets on the primary horizon (their cost dominates on CPU)."""
+    return tuple(fam for fam in cfg.families if fam in TREES or h == cfg.primary_horizon)
+
+
+def _model(family: str, cfg: TrainConfig, tuned: dict[str, dict]):
+    if family in TREES:
+        return make_tree_model(family, tuned.get(family))
+    return make_sequence_model(family, cfg.sequence)
+
+
+def train_coin(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict], regime_post: np.ndarray) -> CoinResult:
+    """`regime_post`: (rows, 4) out-of-sample regime posteriors aligned with frame rows (NaN where none)."""
+    folds = coin_folds(frame, cfg)
+    result = CoinResult(frame.symbol, folds_to_dict(folds), [int(f.test_end) for f in folds])
+    for h in cfg.horizons:
+        usable = set(valid_rows(frame, h).tolist())
+        targets = frame.targets[h]
+        fams = _families_for(h, cfg)
+        rows, fold_ids = [], []
+        preds: dict[str, list[np.ndarray]] = {fam: [] for fam in fams}
+        extras: dict[str, dict[str, list[np.ndarray]]] = {fam: {} for fam in fams}
+        ins: dict[str, list[float]] = {fam: [] for fam in fams}
+        for fold in folds:
+            tr = np.array([i for i in fold.train_idx if i in usable], dtype=np.int64)
+            ca = np.array([i for i in fold.calib_idx if i in usable], dtype=np.int64)
+            te = np.array([i for i in fold.test_idx if i in usable], dtype=np.int64)
+            if len(te) == 0 or len(tr) == 0 or len(ca) == 0:
+                continue
+            rows.append(te)
+            fold_ids.append(np.full(len(te), fold.index))
+            for fam in fams:
+                model = _model(fam, cfg, tuned)
+                model.fit(frame.F, targets, train_idx=tr, calib_idx=ca,
+                          seed=derive_seed(cfg.seed, frame.symbol, fam, fold.index, h))
+                preds[fam].append(model.predict_proba(frame.F, te))
+                for name, values in model.predict_extra(frame.F, te).items():
+                    extras[fam].setdefault(name, []).append(values)
+                blob = model.to_bytes()
+                result.model_hashes[f"{fold.index}/{h}/{fam}"] = hashlib.sha256(blob).hexdigest()
+                if fold is folds[-1]:
+                    result.final_models[f"{h}/{fam}"] = blob
+                p_in = model.predict_proba(frame.F, tr)
+                ins[fam].append(float(classification_metrics(targets["dir"][tr].astype(int), p_in)["log_loss"]))
+        if not rows:
+            continue
+        result.oos_rows[h] = np.concatenate(rows)
+        result.oos_fold[h] = np.concatenate(fold_ids)
+        result.predictions[h] = {fam: np.concatenate(v) for fam, v in preds.items()}
+        result.extras[h] = {fam: {k: np.concatenate(v) for k, v in ex.items()} for fam, ex in extras.items()}
+        result.in_sample[str(h)] = {fam: {"log_loss_mean_over_folds": float(np.mean(v)), "evidence": False}
+                                    for fam, v in ins.items() if v}
+    _stack(frame, cfg, result, regime_post)
+    result.metrics, result.base_rate = coin_metrics(frame, cfg, result)
+    return result
+
+
+def _stack(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray) -> None:
+    h = cfg.primary_horizon
+    if h not in result.predictions:
+        return
+    fams = tuple(sorted(result.predictions[h]))
+    rows = result.oos_rows[h]
+    base = np.column_stack([result.predictions[h][f] for f in fams])
+    post = np.nan_to_num(regime_post[rows], nan=0.25)
+    y = frame.targets[h]["dir"][rows].astype(int)
+    # a label is known once the bar h ahead has closed: the meta-learner of fold k may only learn from
+    # earlier-fold rows whose labels were known before fold k's first row (embargo at fold boundaries)
+    step = int(np.median(np.diff(frame.times))) if len(frame.times) > 1 else 0
+    row_time = frame.times[rows]
+    p, conf, weights = walk_forward_stack(result.oos_fold[h], base, post, y, fams,
+                                          derive_seed(cfg.seed, frame.symbol, "stack"),
+                                          row_time=row_time, label_time=row_time + (h + 1) * step)
+    result.ensemble = {"p": p, "confidence": conf}
+    result.stacking_weights = weights
+
+
+def coin_metrics(frame: CoinFrame, cfg: TrainConfig, result: CoinResult) -> tuple[dict[str, Any], dict]:
+    """Per horizon x model (+ ensemble at the primary horizon): OOS metrics, baselines, skill, chance test."""
+    out: dict[str, Any] = {}
+    base_rate: dict[int, np.ndarray] = {}
+    for h, fam_preds in result.predictions.items():
+        rows = result.oos_rows[h]
+        y = frame.targets[h]["dir"][rows].astype(int)
+        first_test = rows.min()
+        train_rows = valid_rows(frame, h)
+        train_rows = train_rows[train_rows < first_test - h]
+        mom = frame.F[:, frame.feature_names.index("ret_short")] if "ret_short" in frame.feature_names else None
+        base = baseline_probabilities(frame.targets[h]["dir"][train_rows].astype(int),
+                                      mom[rows] if mom is not None else np.zeros(len(rows)),
+                                      len(rows), momentum_train_ret=mom[train_rows] if mom is not None else None)
+        base_rate[h] = base["base_rate"]
+        base_metrics = {name: classification_metrics(y, p) for name, p in base.items()}
+        models = dict(fam_preds)
+        if h == cfg.primary_horizon and "p" in result.ensemble:
+            models["ensemble"] = result.ensemble["p"]
+        per_model = {}
+        for name, p in models.items():
+            m = classification_metrics(y, p)
+            per_model[name] = {
+                "oos": m,
+                "skill": skill_scores(m, base_metrics),
+                "chance_vs_base_rate": chance_test(y, p, base["base_rate"], n_boot=300,
+                                                   seed=derive_seed(cfg.seed, frame.symbol, name, h, "chance")),
+            }
+        out[str(h)] = {"n_oos": int(len(rows)), "baselines": base_metrics, "models": per_model}
+    return out, base_rate

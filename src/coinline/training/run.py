@@ -1,0 +1,235 @@
+"""A training run: dataset -> features -> look-ahead check -> regime model -> tuning -> per-coin fan-out
+-> ensemble -> evaluation (baselines, chance tests, hindcast/forward, simulation) -> artifacts.
+
+The run id is derived from its inputs (dataset hash, config hash, symbols, cut-off), so the same training
+twice writes the same artifacts with the same content hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from coinline.datasets.materialize import load_dataset
+from coinline.errors import CoinlineError
+from coinline.evaluation.checks import forward, hindcast, rolling_summary
+from coinline.evaluation.simulation import simulate
+from coinline.features.cross_asset import cross_asset_features
+from coinline.features.frame import CoinFrame, build_coin_frames
+from coinline.features.lookahead import lookahead_check
+from coinline.lake.store import Lake
+from coinline.timeframes import interval_ms
+from coinline.training.artifacts import write_run
+from coinline.training.coin_task import CoinResult, coin_folds, train_coin
+from coinline.training.config import TrainConfig
+from coinline.training.executor import map_tasks
+from coinline.training.regime_task import RegimeResult, market_frame, posteriors_for, train_regime
+from coinline.training.skill import pooled_skill
+from coinline.training.tune import tune_family
+
+log = logging.getLogger("coinline")
+
+
+class LeakageError(CoinlineError):
+    """The look-ahead check found a feature that changes when future bars are removed."""
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    run_id: str
+    metrics: dict[str, Any]
+    manifest: dict[str, Any]
+
+
+def _candles(lake: Lake, dataset_id: str, quote: str, symbols, until: datetime | None) -> tuple[pd.DataFrame, dict]:
+    table, manifest = load_dataset(lake, dataset_id)
+    df = table.to_pandas()
+    df = df[df["quote"] == quote]
+    if symbols:
+        df = df[df["symbol"].isin([s.upper() for s in symbols])]
+    if until is not None:
+        df = df[df["open_time"] <= pd.Timestamp(until)]
+    if df.empty:
+        raise CoinlineError(f"dataset {dataset_id} has no {quote} candles for symbols={symbols or 'all'}")
+    return df.reset_index(drop=True), manifest
+
+
+def _closes(df: pd.DataFrame) -> pd.DataFrame:
+    closes = df.pivot_table(index="open_time", columns="symbol", values="close", aggfunc="first").sort_index()
+    return closes.reindex(sorted(closes.columns), axis=1)
+
+
+def _run_id(dataset_hash: str, cfg: TrainConfig, symbols: list[str], until: datetime | None) -> str:
+    key = json.dumps([dataset_hash, cfg.config_hash(), symbols, until.isoformat() if until else None])
+    return "run-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _regime(df: pd.DataFrame, cfg: TrainConfig) -> RegimeResult:
+    closes = _closes(df)
+    X = cross_asset_features(closes, cfg.features)
+    market = market_frame(closes)
+    ok = X.notna().all(axis=1) & market["mkt_ret_1"].notna()
+    times = _ms(X.index[ok])
+    return train_regime(X[ok].to_numpy(np.float64), times, market[ok], cfg)
+
+
+def _ms(index: pd.Index) -> np.ndarray:
+    """A datetime index (UTC) as int64 epoch milliseconds."""
+    return pd.DatetimeIndex(index).tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[ms]").astype(np.int64)
+
+
+def _tune(frames: dict[str, CoinFrame], cfg: TrainConfig, workers: int | None) -> dict[str, Any]:
+    tuned, logs = {}, {}
+    symbol = next((s for s in cfg.tune.tune_symbols if s in frames), sorted(frames)[0])
+    frame = frames[symbol]
+    fold = coin_folds(frame, cfg)[0]
+    targets = frame.targets[cfg.primary_horizon]
+    ok = np.isfinite(targets["dir"])
+    tr, ca = fold.train_idx[ok[fold.train_idx]], fold.calib_idx[ok[fold.calib_idx]]
+    for family in ("xgboost", "lightgbm", "random_forest"):
+        if family not in cfg.families or cfg.tune.trials <= 0:
+            continue
+        if workers != 1:
+            from coinline.training.executor import ensure_ray
+
+            ensure_ray(workers)
+        result = tune_family(family, frame.F, targets, train_idx=tr, calib_idx=ca, trials=cfg.tune.trials,
+                             seed=cfg.seed)
+        tuned[family] = dict(result.best_params)
+        logs[family] = {"symbol": symbol, "best_params": result.best_params, "best_score": result.best_score,
+                        "metric": result.metric, "trials": list(result.trials)}
+    return {"params": tuned, "log": logs}
+
+
+def _train_one(item: tuple[CoinFrame, np.ndarray], cfg: TrainConfig, tuned: dict) -> CoinResult:
+    frame, post = item
+    return train_coin(frame, cfg, tuned, post)
+
+
+def train(lake: Lake, dataset_id: str, cfg: TrainConfig, *, symbols: list[str] | None = None,
+          until: datetime | None = None, quote: str = "USD", interval: str = "1h",
+          workers: int | None = None, feature_builder=build_coin_frames) -> TrainRun:
+    """`feature_builder` is the features function under test by the look-ahead check (tests plant a
+    peeking feature through it); production runs use `build_coin_frames`."""
+    df, ds_manifest = _candles(lake, dataset_id, quote, symbols, until)
+    built = feature_builder(df, cfg, quote=quote, interval=interval)
+    frames = {s: f.tail(cfg.max_history_bars) for s, f in built.items()}
+    run_id = _run_id(ds_manifest["content_hash"], cfg, sorted(frames), until)
+    leak = _lookahead(df, cfg, frames, feature_builder, quote, interval)
+    if not leak.passed:
+        lake.write_json(f"runs/{run_id}/lookahead.json", leak.to_dict())
+        raise LeakageError(f"look-ahead check failed for run {run_id}: {leak.violations[:3]}")
+    regime = _regime(df, cfg)
+    tuning = _tune(frames, cfg, workers)
+    items = [(frames[s], posteriors_for(frames[s].times, regime)) for s in sorted(frames)]
+    results = map_tasks(_train_one, items, shared=(cfg, tuning["params"]), workers=workers)
+    metrics = _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, leak, interval)
+    manifest = write_run(lake, run_id, cfg=cfg, dataset=ds_manifest, metrics=metrics, results=results,
+                         regime=regime, tuning=tuning, frames=frames)
+    return TrainRun(run_id, metrics, manifest)
+
+
+def _lookahead(df: pd.DataFrame, cfg: TrainConfig, frames: dict[str, CoinFrame], builder, quote: str, interval: str):
+    """Rebuild features on data truncated at three cut times inside the evaluated span; any feature value
+    that differs from the full-data build means the feature reads the future."""
+    picks = sorted(frames)[:3]
+    by_symbol = {s: df[df["symbol"] == s].reset_index(drop=True) for s in picks}
+    times = frames[picks[0]].times
+    cuts = [int(times[int(len(times) * q)]) for q in (0.5, 0.75, 0.95)]
+    return lookahead_check(by_symbol, cfg, cuts, builder=builder, quote=quote, interval=interval)
+
+
+def _signals(frames, results, cfg) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    sig, opens, closes = {}, {}, {}
+    h = cfg.primary_horizon
+    for r in results:
+        if "p" not in r.ensemble:
+            continue
+        f = frames[r.symbol]
+        rows = r.oos_rows[h]
+        sig[r.symbol] = pd.Series(r.ensemble["p"], index=f.times[rows])
+        opens[r.symbol] = pd.Series(f.open_next, index=f.times)
+        closes[r.symbol] = pd.Series(f.close, index=f.times)
+    signals = pd.DataFrame(sig).sort_index()
+    index = signals.index
+    return signals, pd.DataFrame(opens).reindex(index), pd.DataFrame(closes).reindex(index)
+
+
+def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, leak, interval) -> dict[str, Any]:
+    h = cfg.primary_horizon
+    signals, opens, closes = _signals(frames, results, cfg)
+    sim = simulate(signals, opens, closes, fee_bps=cfg.fee_bps, slippage_bps=cfg.slippage_bps,
+                   max_position=cfg.max_position, max_exposure=cfg.max_exposure, horizon_bars=h,
+                   interval_ms=interval_ms(interval))
+    checks: dict[str, Any] = {}
+    for r in results:
+        if "p" not in r.ensemble:
+            continue
+        f = frames[r.symbol]
+        rows = r.oos_rows[h]
+        ends = r.test_ends
+        hc = hindcast(f.times[rows], r.ensemble["p"], f.targets[h]["dir"][rows], window_ends_ms=ends,
+                      interval_ms=interval_ms(interval), horizon_bars=h)
+        fw = forward(f.times[rows], {h: r.ensemble["p"]}, T_ms=int(f.times[rows][-1]), horizons=(h,),
+                     interval_ms=interval_ms(interval))
+        checks[r.symbol] = {"hindcast": hc, "hindcast_summary": rolling_summary(hc), "forward": fw}
+    skill = pooled_skill(_pooled(frames, results, cfg), seed=cfg.seed, block=max(24, 2 * h))
+    return {
+        "run_id": run_id,
+        "dataset_id": ds_manifest["dataset_id"],
+        "dataset_hash": ds_manifest["content_hash"],
+        "config_hash": cfg.config_hash(),
+        "seed": cfg.seed,
+        "primary_horizon": h,
+        "symbols": sorted(frames),
+        "skill": skill,
+        "per_coin": {r.symbol: r.metrics for r in results},
+        "in_sample": {r.symbol: r.in_sample for r in results},
+        "stacking_weights": {r.symbol: r.stacking_weights for r in results},
+        "regime": regime.metrics,
+        "tuning": tuning["log"],
+        "lookahead": leak.to_dict(),
+        "checks": checks,
+        "simulation": sim.to_dict(),
+        "evidence_note": "all metrics under per_coin/*/models/*/oos are out-of-sample (walk-forward test "
+                         "blocks); in_sample is stored for reference and is never evidence",
+    }
+
+
+def _pooled(frames, results, cfg) -> dict:
+    pooled: dict = {}
+    for r in results:
+        f = frames[r.symbol]
+        for h, fams in r.predictions.items():
+            y = f.targets[h]["dir"][r.oos_rows[h]]
+            models = dict(fams)
+            if h == cfg.primary_horizon and "p" in r.ensemble:
+                models["ensemble"] = r.ensemble["p"]
+            for name, p in models.items():
+                slot = pooled.setdefault((h, name), {"y": [], "p": [], "base": []})
+                slot["y"].append(y)
+                slot["p"].append(p)
+                slot["base"].append(r.base_rate[h])
+    return pooled
+
+
+def as_table(results: list[CoinResult], frames: dict[str, CoinFrame], cfg: TrainConfig) -> pa.Table:
+    """Out-of-fold predictions of every coin, horizon and family as one table."""
+    rows = []
+    for r in results:
+        f = frames[r.symbol]
+        for h, fams in r.predictions.items():
+            idx = r.oos_rows[h]
+            y = f.targets[h]["dir"][idx]
+            for fam, p in {**fams, **({"ensemble": r.ensemble["p"]} if h == cfg.primary_horizon and "p" in r.ensemble else {})}.items():
+                rows.append(pd.DataFrame({"symbol": r.symbol, "horizon": h, "family": fam, "open_time_ms": f.times[idx],
+                                          "fold": r.oos_fold[h], "p_up": p, "y": y}))
+    return pa.Table.from_pandas(pd.concat(rows, ignore_index=True), preserve_index=False) if rows else pa.table({})
