@@ -44,10 +44,10 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 
 
 def cmd_run(args) -> int:
-    from coinline.jobs import run_data_job
+    from coinline.jobs import run_main_job
 
     with _app(args) as app:
-        report = run_data_job(app, progress=not args.json)
+        report = run_main_job(app, progress=not args.json, train_models=not args.no_train)
     if args.json:
         _print(report, True)
         return 0
@@ -67,7 +67,23 @@ def cmd_run(args) -> int:
     print("\ndatasets:")
     print(_table(report["datasets"], ["dataset_id", "content_hash", "rows", "series"]))
     print(f"\nrequests made: {report['requests']}")
+    if "training" in report:
+        _print_training(report["training"])
     return 0
+
+
+def _print_training(t: dict) -> None:
+    skill = t["skill"]
+    print(f"\ntraining run {t['run_id']} ({t['manifest']}):")
+    rows = [{"horizon": v["horizon"], "model": v["model"], "n": v["oos"]["n"],
+             "oos_logloss": f"{v['oos']['log_loss']:.4f}", "base_logloss": f"{v['base_rate']['log_loss']:.4f}",
+             "oos_acc": f"{v['oos']['accuracy']:.4f}", "p_holm": f"{v['p_value_holm']:.3f}",
+             "skill": "yes" if v["significant"] else "no"} for v in skill["by_model"].values()]
+    print(_table(rows, list(rows[0])) if rows else "(no models)")
+    sim = t["simulation"]
+    print(f"simulation (ensemble, OOS): return {sim.get('total_return')}, sharpe {sim.get('sharpe')}, "
+          f"max drawdown {sim.get('max_drawdown')}, turnover {sim.get('turnover')}")
+    print(f"evaluate with: coinline evaluate {t['run_id']}")
 
 
 def _series_outcomes(outcomes, as_json: bool) -> int:
@@ -326,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--source", choices=["hist", "kraken", "kraken-trades"], default="hist",
                         help="hist: the historical provider; kraken: recent OHLC; kraken-trades: trades -> candles")
 
-    verb("run", cmd_run, "backfill, sync, retry gaps, validate, materialize, report (the main job)")
+    sp = verb("run", cmd_run, "backfill, sync, retry gaps, validate, materialize, train, report (the main job)")
+    sp.add_argument("--no-train", action="store_true", help="stop after the data job")
     series_opts(verb("backfill", cmd_backfill, "walk every series from the provider's earliest candle to now"))
     sp = verb("sync", cmd_sync, "append newly closed candles")
     series_opts(sp)

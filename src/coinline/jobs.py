@@ -50,3 +50,21 @@ def run_data_job(app: App, *, progress: bool = True) -> dict[str, Any]:
     }
     app.lake.write_json(f"reports/run-{app.now:%Y%m%dT%H%M%SZ}.json", report)
     return report
+
+
+def run_main_job(app: App, *, progress: bool = True, train_models: bool = True) -> dict[str, Any]:
+    """`make run`: the data job, then training and evaluation of the full topology on its dataset."""
+    from coinline.training.config import load_train_config
+    from coinline.training.run import train
+
+    report = run_data_job(app, progress=progress)
+    if train_models:
+        s = app.settings
+        primary = report["datasets"][0]  # the first configured interval
+        cfg = load_train_config(s.train_config)
+        run = train(app.lake, primary["dataset_id"], cfg, workers=s.train_workers or None)
+        report["training"] = {"run_id": run.run_id, "manifest": f"runs/{run.run_id}/manifest.json",
+                              "skill": run.metrics["skill"], "simulation": run.metrics["simulation"],
+                              "regime": run.metrics["regime"]}
+        app.lake.write_json(f"reports/run-{app.now:%Y%m%dT%H%M%SZ}.json", report)
+    return report

@@ -24,7 +24,7 @@ def first_report(job_dir):
 
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
-            assert main(["--now", "2026-06-01T12:30:00Z", "run", "--json"]) == 0
+            assert main(["--now", "2026-06-01T12:30:00Z", "run", "--no-train", "--json"]) == 0
         return json.loads(buf.getvalue())
 
 
@@ -58,7 +58,7 @@ def test_run_backfills_validates_and_materializes_offline(report, job_dir):
 
 
 def test_rerunning_the_job_adds_nothing_and_reproduces_the_hash(report, job):
-    again = job("run", "--json", as_json=True)
+    again = job("run", "--no-train", "--json", as_json=True)
     assert sum(s["inserted"] + s["revised"] for s in again["backfill"]["series"]) == 0
     assert again["datasets"][0]["content_hash"] == report["datasets"][0]["content_hash"]
 
@@ -85,7 +85,7 @@ def test_quality_gate_blocks_a_dataset_with_inconsistent_candles(cli, tmp_path):
     from coinline.lake import open_lake
     from coinline.providers.base import SeriesKey, candle_table
 
-    cli("run")
+    cli("run", "--no-train")
     lake = open_lake(f"file://{tmp_path}/lake")
     key = SeriesKey("coinapi", "KRAKEN", "BTC", "USD", "1h")
     t = int(datetime(2026, 6, 1, 11, tzinfo=UTC).timestamp() * 1000)

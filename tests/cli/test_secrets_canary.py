@@ -16,7 +16,7 @@ def test_canary_key_never_leaves_the_request_headers(cli, monkeypatch, tmp_path,
     monkeypatch.setenv("UNIVERSE_SOURCE_API_KEY", CANARY + "-gecko")
     monkeypatch.setenv("COINLINE_SYMBOLS", "BTC,TRX")
     caplog.set_level(logging.DEBUG)
-    out = cli("-v", "run")
+    out = cli("-v", "run", "--no-train")
     assert "BTC-USD" in out.out
     assert CANARY not in out.out + out.err + caplog.text
     assert _leaks(tmp_path) == []

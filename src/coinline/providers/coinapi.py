@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 from urllib.parse import quote as _urlquote
 
@@ -145,6 +146,7 @@ def _columns_by_row(body: list, key: SeriesKey, step_ms: int, bad) -> _Columns:
 
 _NUMBER_FIELDS = ("price_open", "price_high", "price_low", "price_close", "volume_traded")
 _NONE_TYPE = type(None)
+_TRADES_COUNT = itemgetter("trades_count")
 _FAST_RECORD = pa.struct([("time_period_start", pa.string()), ("time_period_end", pa.string()),
                           *((name, pa.float64()) for name in _NUMBER_FIELDS), ("trades_count", pa.int64())])
 _MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
@@ -225,12 +227,19 @@ def _columns_fast(body: list, step_ms: int) -> _Columns | None:
 def _columns_fast_or_none(body: list, step_ms: int) -> _Columns | None:
     if not set(map(type, body)) <= {dict}:
         return None
-    # pyarrow would take 4.0 (and True as a price) silently: check what it cannot tell apart
-    if not set(map(type, [rec.get("trades_count") for rec in body])) <= {int, _NONE_TYPE}:
+    # pyarrow would take a trades_count of 4.0 (and a price of true) silently: check what it cannot tell
+    try:
+        count_kinds = set(map(type, map(_TRADES_COUNT, body)))
+    except KeyError:                                      # optional: absent on some record
+        count_kinds = set(map(type, [rec.get("trades_count") for rec in body]))
+    if not count_kinds <= {int, _NONE_TYPE}:
         return None
     # one pass in C++: absent keys and nulls become nulls; a str, list or dict where a number is due,
     # an int beyond 2**53 (not exact as a double) or one beyond int64 raises
-    start, end, *numbers, trade_count = pa.array(body, type=_FAST_RECORD).flatten()
+    records = pa.array(body, type=_FAST_RECORD)
+    if not isinstance(records, pa.StructArray):           # chunked: over 2 GiB of strings
+        return None
+    start, end, *numbers, trade_count = records.flatten()
     times = _iso_ms_column(start)
     if times is None:
         return None

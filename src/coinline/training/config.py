@@ -90,7 +90,23 @@ def load_train_config(path: str | None) -> TrainConfig:
             if is_dataclass(current):
                 changes[key] = apply(current, value, f"{where}{key}.")
             else:
-                changes[key] = tuple(value) if isinstance(current, tuple) else type(current)(value) if current is not None else value
+                changes[key] = _coerce(value, current, f"{where}{key}", path)
         return replace(obj, **changes)
 
     return apply(TrainConfig(), overrides, "")
+
+
+def _coerce(value, current, name: str, path: str):
+    """Convert a JSON override to the type of the default it replaces (None stays None)."""
+    from coinline.errors import ConfigError
+
+    if value is None or current is None:
+        return value
+    try:
+        if isinstance(current, tuple):
+            return tuple(value)
+        if isinstance(current, bool):
+            return bool(value)
+        return type(current)(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"COINLINE_TRAIN_CONFIG={path}: {name}={value!r} is not a {type(current).__name__}") from None
