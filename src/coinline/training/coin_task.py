@@ -101,8 +101,9 @@ def train_coin(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict], regim
                 result.model_hashes[f"{fold.index}/{h}/{fam}"] = hashlib.sha256(blob).hexdigest()
                 if fold is folds[-1]:
                     result.final_models[f"{h}/{fam}"] = blob
-                p_in = model.predict_proba(frame.F, tr)
-                ins[fam].append(float(classification_metrics(targets["dir"][tr].astype(int), p_in)["log_loss"]))
+                tr_tail = tr[-cfg.in_sample_rows:]
+                p_in = model.predict_proba(frame.F, tr_tail)
+                ins[fam].append(float(classification_metrics(targets["dir"][tr_tail].astype(int), p_in)["log_loss"]))
         if not rows:
             continue
         result.oos_rows[h] = np.concatenate(rows)
@@ -131,7 +132,8 @@ def _stack(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: 
     row_time = frame.times[rows]
     p, conf, weights = walk_forward_stack(result.oos_fold[h], base, post, y, fams,
                                           derive_seed(cfg.seed, frame.symbol, "stack"),
-                                          row_time=row_time, label_time=row_time + (h + 1) * step)
+                                          row_time=row_time, label_time=row_time + (h + 1) * step,
+                                          params={"C": cfg.stacking_c})
     result.ensemble = {"p": p, "confidence": conf}
     result.stacking_weights = weights
 

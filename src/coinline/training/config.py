@@ -16,7 +16,7 @@ class FeatureConfig:
 
 @dataclass(frozen=True)
 class FoldConfig:
-    n_folds: int = 4
+    n_folds: int = 3
     mode: str = "expanding"         # expanding | rolling
     test_bars: int = 720            # bars per test fold
     min_train_bars: int = 2000
@@ -30,11 +30,11 @@ class SequenceConfig:
     hidden: int = 16
     layers: int = 1
     heads: int = 2          # transformer
-    epochs: int = 6
+    epochs: int = 4
     batch: int = 256
     patience: int = 2
     lr: float = 3e-3
-    max_train_samples: int = 4000   # most recent training samples used (keeps CPU time bounded)
+    max_train_samples: int = 2000   # most recent training samples used (keeps CPU time bounded)
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class TrainConfig:
     families: tuple[str, ...] = ("xgboost", "lightgbm", "random_forest", "lstm", "transformer")
     seed: int = 42
     max_history_bars: int | None = 6000         # most recent bars per coin used for training (None: all)
+    stacking_c: float = 0.05                    # L2 strength of the meta-learner (29 inputs, ~10^3 rows/fold)
+    in_sample_rows: int = 1000                  # last training rows scored for the (labelled) in-sample metrics
     features: FeatureConfig = field(default_factory=FeatureConfig)
     folds: FoldConfig = field(default_factory=FoldConfig)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
