@@ -382,11 +382,12 @@ def test_other_intervals_map_to_coinapi_periods():
 # ------------------------------------------------------------------------------------ earliest
 
 
-def test_earliest_from_listing_data_start_without_request():
+def test_earliest_prefers_the_listing_trade_start_over_the_date_without_request():
     fake = FakeCoinAPI()
     source, _, _ = make(fake)
     ref = source.resolve("BTC", "USD", "1h")
-    assert source.earliest(ref) == datetime(2013, 10, 6, tzinfo=UTC)
+    # data_start is a bare date (midnight); the first candle is at the trade start, floored to the grid
+    assert source.earliest(ref) == datetime(2013, 10, 6, 21, tzinfo=UTC)
     assert fake.history_requests() == []
 
 

@@ -413,10 +413,12 @@ class CoinAPISource:
     def earliest(self, ref: SeriesRef) -> datetime | None:
         """From the listing's `data_start`/`data_trade_start` (floored to the interval grid) when
         present; otherwise one `limit=1` history request from 2009."""
-        starts = [t for t in (_listing_time(ref.extra.get("data_start")),
-                              _listing_time(ref.extra.get("data_trade_start"))) if t is not None]
-        if starts:
-            return floor_to_interval(min(starts), ref.key.interval)
+        # data_trade_start (when listed) is when candles begin; data_start is only a date, so a floor of it
+        # would make every rerun re-request the empty hours between midnight and the first candle
+        trade_start = _listing_time(ref.extra.get("data_trade_start"))
+        start = trade_start or _listing_time(ref.extra.get("data_start"))
+        if start is not None:
+            return floor_to_interval(start, ref.key.interval)
         path, params = self._history_request(ref, EARLIEST_PROBE_START, None, 1)
         try:
             body, _ = self.gateway.get_json(path, params, series=ref.key.label())
