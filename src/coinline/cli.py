@@ -46,6 +46,17 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 def cmd_run(args) -> int:
     from coinline.jobs import run_main_job
 
+    if args.follow:
+        from coinline.autopilot import follow, load_promotion_policy, load_retrain_policy, summary_line
+
+        policy = load_retrain_policy(args.policy)
+        gates = load_promotion_policy(args.promotion_policy)
+        with _app(args) as app:
+            pinned = app.now if args.now else None  # --now pins the clock (tests, replays)
+            follow(app, max_cycles=args.cycles, policy=policy, promotion_policy=gates,
+                   **({"clock": lambda: pinned} if pinned else {}),
+                   on_cycle=lambda r: _print(r, True) if args.json else print(summary_line(r), flush=True))
+        return 0
     with _app(args) as app:
         report = run_main_job(app, progress=not args.json, train_models=not args.no_train)
     if args.json:
@@ -69,6 +80,8 @@ def cmd_run(args) -> int:
     print(f"\nrequests made: {report['requests']}")
     if "training" in report:
         _print_training(report["training"])
+    if "promotion" in report:
+        _print_promotion(report["promotion"])
     return 0
 
 
@@ -84,6 +97,13 @@ def _print_training(t: dict) -> None:
     print(f"simulation (ensemble, OOS): return {sim.get('total_return')}, sharpe {sim.get('sharpe')}, "
           f"max drawdown {sim.get('max_drawdown')}, turnover {sim.get('turnover')}")
     print(f"evaluate with: coinline evaluate {t['run_id']}")
+
+
+def _print_promotion(p: dict) -> None:
+    codes = ", ".join(p["reason_codes"]) or "none"
+    print(f"\npromotion decision {p['decision_id']}: {p['outcome']} (reason codes: {codes}); "
+          f"active set {'changed' if p['activated'] else 'unchanged'}")
+    print(f"report: {p['report']}")
 
 
 def _series_outcomes(outcomes, as_json: bool) -> int:
@@ -268,6 +288,75 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_approve(args) -> int:
+    from coinline.promotion.approvals import approve
+
+    lake, now = _lake_now(args)
+    name = approve(lake, args.kind, args.hash, approver=args.approver, reason=args.reason, at=now)
+    _print({"approval": name}, args.json, f"approved {args.kind} change {args.hash}: {name}")
+    return 0
+
+
+def _lake_now(args):
+    """Settings -> (lake, now) only: the promotion verbs need no providers or replay venue."""
+    from coinline.lake import open_lake
+
+    s = load_settings()
+    setup_logging(s.secrets(), verbose=getattr(args, "verbose", False))
+    now = parse_iso_utc(args.now) if getattr(args, "now", None) else datetime.now(UTC)
+    lake = open_lake(s.object_store_url, endpoint_url=s.object_store_endpoint_url, access_key=s.object_store_access_key_id,
+                     secret_key=s.object_store_secret_access_key, region=s.object_store_region)
+    return lake, now
+
+
+def cmd_promote(args) -> int:
+    from coinline.promotion import crash_hook_from_env, load_policy, promote
+    from coinline.promotion.registry import RegistryConflict
+
+    lake, now = _lake_now(args)
+    try:
+        out = promote(lake, args.run_id, load_policy(args.policy), now=now, on_step=crash_hook_from_env())
+    except RegistryConflict as exc:
+        print(f"coinline: {exc}", file=sys.stderr)
+        return 3
+    d = out["decision"]
+    text = [f"{d['decision']} {d['run_id']} (decision {d['decision_id']}, policy {d['policy']['version']})"]
+    text += [f"  {g['gate']:<12} {'pass' if g['passed'] else 'FAIL'} {' '.join(g['reason_codes'])}" for g in d["gates"]]
+    if out["activated"]:
+        text.append(f"  active set is now {out['activation']['run_id']} ({out['activation']['activation_id']})")
+    _print(out, args.json, "\n".join(text))
+    return 0 if d["decision"] == "PROMOTE" else 1
+
+
+def cmd_models(args) -> int:
+    from coinline.promotion import crash_hook_from_env, lineage, read_active, rollback
+
+    lake, now = _lake_now(args)
+    if args.models_cmd == "rollback":
+        out = rollback(lake, now=now, reason=args.reason, to=args.to, on_step=crash_hook_from_env())
+        a = out["activation"]
+        _print(out, args.json, f"rolled back: active set is now {a['run_id']} ({a['activation_id']})")
+        return 0
+    active, _ = read_active(lake)
+    out = {"active": active, "lineage": lineage(lake, active)}
+    _print(out, args.json, "(no active model set)" if active is None else "\n".join(
+        f"{r['activation_id']}  {r['kind']:<8} {r['run_id']}  {r['activated_at']}" for r in out["lineage"]))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from coinline.report import build_report
+
+    with _app(args) as app:
+        html = build_report(app.lake, args.run_id, generated_at=app.now)
+    out = Path(args.out or f"report-{args.run_id}.html")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    _print({"run_id": args.run_id, "out": str(out), "bytes": len(html.encode())}, args.json,
+           f"wrote the report of {args.run_id} to {out}")
+    return 0
+
+
 def cmd_universe(args) -> int:
     from coinline.universe import refresh
 
@@ -344,6 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = verb("run", cmd_run, "backfill, sync, retry gaps, validate, materialize, train, report (the main job)")
     sp.add_argument("--no-train", action="store_true", help="stop after the data job")
+    sp.add_argument("--follow", action="store_true",
+                    help="run continuously: ingest each new candle, retrain and promote on schedule/drift triggers")
+    sp.add_argument("--policy", help="JSON file of retraining policy overrides (cron, drift thresholds); --follow only")
+    sp.add_argument("--promotion-policy", help="promotion gates policy JSON for --follow (default: packaged default-v1)")
+    sp.add_argument("--cycles", type=int, default=None, help=argparse.SUPPRESS)
     series_opts(verb("backfill", cmd_backfill, "walk every series from the provider's earliest candle to now"))
     sp = verb("sync", cmd_sync, "append newly closed candles")
     series_opts(sp)
@@ -375,6 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(a, required=True)
     sp.add_argument("--venue")
     sp.add_argument("paths", nargs="+")
+    sp = verb("approve", cmd_approve, "approve a policy change (universe, thresholds, provider) by its hash")
+    sp.add_argument("kind", choices=["universe", "thresholds", "provider"])
+    sp.add_argument("hash")
+    sp.add_argument("--approver", required=True)
+    sp.add_argument("--reason", required=True)
     sp = verb("train", cmd_train, "train and evaluate the model topology on the current dataset; prints the run id")
     sp.add_argument("--symbols", nargs="*")
     sp.add_argument("--interval", default="1h")
@@ -383,6 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--until", help="ISO time: train and evaluate on candles up to this time only")
     sp = verb("evaluate", cmd_evaluate, "print a run's metric package")
     sp.add_argument("run_id")
+    sp = verb("promote", cmd_promote, "decide on a run through the promotion gates; PROMOTE activates it")
+    sp.add_argument("run_id")
+    sp.add_argument("--policy", help="promotion policy JSON (default: the packaged default-v1)")
+    sp = verb("models", cmd_models, "the active model set and its lineage, or roll it back")
+    sp.add_argument("models_cmd", choices=["active", "rollback"])
+    sp.add_argument("--to", help="rollback: the activation id to restore (default: the one before)")
+    sp.add_argument("--reason", default="", help="rollback: why (recorded in the decision)")
+    sp = verb("report", cmd_report, "write a run's self-contained HTML oversight report")
+    sp.add_argument("run_id")
+    sp.add_argument("--out", help="HTML file to write (default: report-RUN_ID.html)")
     sp = verb("universe", cmd_universe, "show, refresh (propose) or approve universe versions")
     sp.add_argument("universe_cmd", choices=["show", "refresh", "approve"])
     sp.add_argument("version", nargs="?")

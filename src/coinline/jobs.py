@@ -66,5 +66,25 @@ def run_main_job(app: App, *, progress: bool = True, train_models: bool = True) 
         report["training"] = {"run_id": run.run_id, "manifest": f"runs/{run.run_id}/manifest.json",
                               "skill": run.metrics["skill"], "simulation": run.metrics["simulation"],
                               "regime": run.metrics["regime"]}
+        report["promotion"] = _promote_and_report(app, run.run_id)
         app.lake.write_json(f"reports/run-{app.now:%Y%m%dT%H%M%SZ}.json", report)
     return report
+
+
+def _promote_and_report(app: App, run_id: str) -> dict[str, Any]:
+    """Gate the run (a rejection leaves the active set untouched), then write the oversight page."""
+    from pathlib import Path
+
+    from coinline.promotion.decide import promote
+    from coinline.report.build import build_report
+
+    result = promote(app.lake, run_id, now=app.now)
+    decision = result["decision"]
+    html = build_report(app.lake, run_id)
+    app.lake.write_bytes(f"reports/{run_id}.html", html.encode())
+    local = Path("reports") / f"{run_id}.html"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_text(html)
+    return {"outcome": result["outcome"], "decision_id": decision["decision_id"],
+            "reason_codes": decision["reason_codes"], "activated": result["activated"],
+            "report": str(local.resolve())}

@@ -21,6 +21,10 @@ class AlreadyExists(Exception):
     """A create-only write found the object already there."""
 
 
+class CasConflict(Exception):
+    """A compare-and-swap found the object changed (or present/absent) since the caller read it."""
+
+
 @dataclass(repr=False)
 class Lake:
     """Where everything lives. `root` is `file:///abs/dir` or `s3://bucket/prefix`."""
@@ -112,6 +116,66 @@ class Lake:
             raise AlreadyExists(name) from None
         finally:
             os.unlink(tmp)
+
+
+    def compare_and_swap(self, name: str, expected: bytes | None, obj: Any) -> None:
+        """Replace `name` with `obj` only if its current bytes are exactly `expected` (None: it must not
+        exist); raise CasConflict otherwise. Atomic against other writers using this method: on S3 a
+        conditional PUT (`If-Match: <etag of the compared bytes>` / `If-None-Match: *`); on local disk an
+        exclusive `flock` on a sidecar lock file (released by the kernel if the holder dies) around
+        compare + write-temp + fsync + rename."""
+        data = _dumps(obj)
+        if self.is_s3:
+            self._s3_compare_and_swap(name, expected, data)
+            return
+        import fcntl
+
+        target = self.path(name)
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{target}.cas-lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                with open(target, "rb") as fh:
+                    current: bytes | None = fh.read()
+            except FileNotFoundError:
+                current = None
+            if current != expected:
+                raise CasConflict(name)
+            tmp = f"{target}.tmp-{os.getpid()}"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+            dir_fd = os.open(str(Path(target).parent), os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _s3_compare_and_swap(self, name: str, expected: bytes | None, data: bytes) -> None:
+        bucket, _, key = self.path(name).partition("/")
+        client = self._s3
+        if expected is None:
+            condition = {"IfNoneMatch": "*"}
+        else:
+            try:
+                got = client.get_object(Bucket=bucket, Key=key)
+            except client.exceptions.NoSuchKey:
+                raise CasConflict(name) from None
+            if got["Body"].read() != expected:
+                raise CasConflict(name)
+            condition = {"IfMatch": got["ETag"]}  # the etag of exactly the bytes compared above
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=data, **condition)
+        except client.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                raise CasConflict(name) from None
+            raise
 
 
 def _dumps(obj: Any) -> bytes:
