@@ -288,6 +288,20 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from coinline.audit.replay import audit
+
+    lake, _now = _lake_now(args)
+    report = audit(lake, args.decision_id, retrain=not args.no_retrain)
+    doc = report.to_dict()
+    text = "\n".join(f"{s['step']:<9} {'match' if s['match'] else 'MISMATCH'}  {s['detail']}"
+                     + ("" if s["match"] else f"\n          expected {s['expected']}\n          actual   {s['actual']}")
+                     for s in doc["steps"])
+    _print(doc, args.json, f"audit of {args.decision_id} (run {report.run_id}): "
+                           f"{'MATCH' if report.match else 'MISMATCH'}\n{text}")
+    return 0 if report.match else 1
+
+
 def cmd_approve(args) -> int:
     from coinline.promotion.approvals import approve
 
@@ -469,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(a, required=True)
     sp.add_argument("--venue")
     sp.add_argument("paths", nargs="+")
+    sp = verb("audit", cmd_audit, "re-derive a decision from lineage: dataset hash, retraining, gates")
+    sp.add_argument("decision_id")
+    sp.add_argument("--no-retrain", action="store_true", help="skip the retraining step (hash and gates only)")
     sp = verb("approve", cmd_approve, "approve a policy change (universe, thresholds, provider) by its hash")
     sp.add_argument("kind", choices=["universe", "thresholds", "provider"])
     sp.add_argument("hash")

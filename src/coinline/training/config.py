@@ -112,3 +112,23 @@ def _coerce(value, current, name: str, path: str):
         return type(current)(value)
     except (TypeError, ValueError):
         raise ConfigError(f"COINLINE_TRAIN_CONFIG={path}: {name}={value!r} is not a {type(current).__name__}") from None
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """Rebuild the TrainConfig stored with a run (`config.json`), so a replay uses exactly it."""
+    from dataclasses import fields, is_dataclass
+
+    def build(cls, values: dict):
+        defaults = cls()
+        kwargs = {}
+        for f in fields(cls):
+            if f.name in values:
+                current, value = getattr(defaults, f.name), values[f.name]
+                if is_dataclass(current):
+                    value = build(type(current), value)
+                elif isinstance(current, tuple):
+                    value = tuple(value)
+                kwargs[f.name] = value
+        return cls(**kwargs)
+
+    return build(TrainConfig, data)

@@ -116,7 +116,7 @@ def _train_one(item: tuple[CoinFrame, np.ndarray], cfg: TrainConfig, tuned: dict
 
 def train(lake: Lake, dataset_id: str, cfg: TrainConfig, *, symbols: list[str] | None = None,
           until: datetime | None = None, quote: str = "USD", interval: str = "1h",
-          workers: int | None = None, feature_builder=build_coin_frames) -> TrainRun:
+          workers: int | None = None, feature_builder=build_coin_frames, persist: bool = True) -> TrainRun:
     """`feature_builder` is the features function under test by the look-ahead check (tests plant a
     peeking feature through it); production runs use `build_coin_frames`."""
     df, ds_manifest = _candles(lake, dataset_id, quote, symbols, until)
@@ -132,6 +132,9 @@ def train(lake: Lake, dataset_id: str, cfg: TrainConfig, *, symbols: list[str] |
     items = [(frames[s], posteriors_for(frames[s].times, regime)) for s in sorted(frames)]
     results = map_tasks(_train_one, items, shared=(cfg, tuning["params"]), workers=workers)
     metrics = _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, leak, interval)
+    metrics["quote"], metrics["interval"] = quote, interval
+    if not persist:  # audit replays compare without touching the stored evidence
+        return TrainRun(run_id, metrics, {})
     manifest = write_run(lake, run_id, cfg=cfg, dataset=ds_manifest, metrics=metrics, results=results,
                          regime=regime, tuning=tuning, frames=frames)
     return TrainRun(run_id, metrics, manifest)

@@ -1,0 +1,1 @@
+"""Lineage replay: re-derive a promotion decision from what the lake stores."""
