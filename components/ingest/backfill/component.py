@@ -1,0 +1,56 @@
+"""backfill_history: walk each (coin, quote, interval) of one coin group from the historical provider's
+earliest candle to the last closed one (`coinline.ingest.backfill.backfill`). Resumable, so a retried
+task only fetches what the lake still lacks."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Output
+
+from components.image import COINLINE_IMAGE
+
+
+@dsl.component(base_image=COINLINE_IMAGE, packages_to_install=[], install_kfp_package=False)
+def backfill_history(
+    object_store_url: str,
+    symbols: str,
+    intervals: list,
+    outcomes: Output[Artifact],
+    quotes: str = "USD,USDC,CAD",
+    universe_version: str = "UNIVERSE_V1_TOP30_NON_STABLE",
+    venue: str = "auto",
+    replay_history_days: int = 800,
+    replay_seed: int = 7,
+    reconcile_lookback: int = 24,
+    now: str = "",
+) -> int:
+    """Returns the number of new candles; fails (so the task is retried) when any series errored or its
+    lease was held by another writer. `outcomes` is the per-series JSON report."""
+    import json
+    import os
+    from collections import Counter
+    from datetime import UTC, datetime
+
+    from coinline.app import build_app
+    from coinline.ingest.backfill import backfill
+    from coinline.logs import setup_logging
+    from coinline.settings import load_settings
+    from coinline.timeframes import parse_iso_utc
+
+    settings = load_settings(dotenv=None, env={
+        **os.environ, "OBJECT_STORE_URL": object_store_url, "COINLINE_SYMBOLS": symbols,
+        "COINLINE_QUOTES": quotes, "COINLINE_INTERVALS": ",".join(intervals),
+        "TRAINING_UNIVERSE_VERSION": universe_version, "COINLINE_VENUE": venue,
+        "COINLINE_REPLAY_HISTORY_DAYS": str(replay_history_days), "COINLINE_REPLAY_SEED": str(replay_seed),
+        "COINLINE_RECONCILE_LOOKBACK": str(reconcile_lookback)})
+    setup_logging(settings.secrets())
+    with build_app(settings, now=parse_iso_utc(now) if now else datetime.now(UTC)) as app:
+        results = backfill(app.hist_source(), app.lake, app.pairs(), now=app.now, progress=False,
+                           lookback=settings.reconcile_lookback)
+        requests = app.requests_made()
+    rows = [o.to_dict() for o in results]
+    with open(outcomes.path, "w") as f:
+        json.dump({"outcomes": dict(Counter(o.status for o in results)), "requests": requests, "series": rows},
+                  f, indent=1, sort_keys=True)
+    failed = [o for o in results if o.status in ("error", "lease-held")]
+    if failed:
+        raise RuntimeError(f"{len(failed)} series failed, e.g. {failed[0].series}: {failed[0].message[:300]}")
+    return sum(o.inserted for o in results)

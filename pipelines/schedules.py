@@ -1,0 +1,148 @@
+"""Recurring runs on a Kubeflow Pipelines cluster: the hourly sync cycle and the retraining cycle.
+
+Schedules are not part of a compiled spec; they are made through the KFP API
+(`kfp.Client().create_recurring_run`). `create_schedules(client, settings)` takes the client as an
+argument (tests pass a fake), creates each schedule once (an existing one of the same name is left
+alone), always with `max_concurrency=1` (a cycle never overlaps the previous one: ingest leases and the
+promotion pointer expect one writer) and `no_catchup=True` (after a pause, one run catches up, since every
+run fetches whatever the lake lacks). Run parameters come from Settings; secrets never do: the pods get
+them from Kubernetes secrets as environment variables.
+
+    python -m pipelines.schedules --host http://ml-pipeline-ui.kubeflow:80 [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from coinline.errors import ConfigError
+from coinline.settings import Settings
+from pipelines.compile import COMPILED
+
+SYNC_CRON = "0 5 * * * *"   # KFP cron (seconds first): 5 minutes past every hour, once hourly candles closed
+EXPERIMENT = "coinline"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    pipeline: str                      # key of pipelines.PIPELINES, compiled to pipelines/compiled/<pipeline>.yaml
+    cron: str                          # KFP's 6-field cron
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def kfp_cron(expression: str) -> str:
+    """KFP's cron has a leading seconds field; a classic 5-field expression (UNIVERSE_REFRESH_CRON's
+    form) gets second 0."""
+    parts = expression.split()
+    if len(parts) == 5:
+        return " ".join(["0", *parts])
+    if len(parts) == 6:
+        return " ".join(parts)
+    raise ConfigError(f"cron expression {expression!r} has {len(parts)} fields; expected 5 (or 6 with seconds)")
+
+
+def ingest_params(s: Settings) -> dict[str, Any]:
+    return {"object_store_url": s.object_store_url, "symbols": ",".join(s.symbols), "quotes": ",".join(s.quotes),
+            "intervals": list(s.intervals), "universe_version": s.training_universe_version, "venue": s.venue,
+            "replay_history_days": s.replay_history_days, "replay_seed": s.replay_seed,
+            "reconcile_lookback": s.reconcile_lookback, "gap_tolerance": s.gap_tolerance}
+
+
+def train_params(s: Settings) -> dict[str, Any]:
+    """The training config file (COINLINE_TRAIN_CONFIG) is read here and passed as its JSON text, so each
+    run records exactly the overrides it trained with."""
+    config = Path(s.train_config).read_text() if s.train_config else ""
+    if config:
+        json.loads(config)  # fail here, not in a pod hours later
+    return {"object_store_url": s.object_store_url, "quotes": ",".join(s.quotes), "intervals": list(s.intervals),
+            "universe_version": s.training_universe_version, "gap_tolerance": s.gap_tolerance,
+            "train_symbols": ",".join(s.symbols), "train_config_json": config, "train_workers": s.train_workers}
+
+
+def plan_schedules(settings: Settings, *, sync_cron: str = SYNC_CRON,
+                   train_cron: str | None = None) -> list[Schedule]:
+    """The schedules the settings ask for: sync unless ENABLE_CONTINUOUS_INGESTION=false, retraining
+    (on `train_cron`, default UNIVERSE_REFRESH_CRON) unless ENABLE_AUTONOMOUS_RETRAINING=false."""
+    if urlparse(settings.object_store_url).scheme == "file":
+        raise ConfigError(f"OBJECT_STORE_URL={settings.object_store_url!r} is a local path; scheduled runs on a "
+                          f"cluster need a shared object store (s3://...)")
+    out = []
+    if settings.enable_continuous_ingestion:
+        out.append(Schedule("coinline-sync-hourly", "sync", kfp_cron(sync_cron), ingest_params(settings)))
+    if settings.enable_autonomous_retraining:
+        out.append(Schedule("coinline-train-and-promote", "train_and_promote",
+                            kfp_cron(train_cron or settings.universe_refresh_cron), train_params(settings)))
+    return out
+
+
+def _existing(client: Any, experiment_id: str) -> set[str]:
+    names, token = set(), ""
+    while True:
+        page = client.list_recurring_runs(experiment_id=experiment_id, page_size=100, page_token=token)
+        names.update(r.display_name for r in (page.recurring_runs or []))
+        token = page.next_page_token or ""
+        if not token:
+            return names
+
+
+def create_schedules(client: Any, settings: Settings, *, experiment: str = EXPERIMENT, compiled: Path = COMPILED,
+                     sync_cron: str = SYNC_CRON, train_cron: str | None = None) -> list[dict[str, Any]]:
+    """Create the recurring runs that do not exist yet; returns what was done for each schedule."""
+    planned = plan_schedules(settings, sync_cron=sync_cron, train_cron=train_cron)
+    experiment_id = client.create_experiment(name=experiment).experiment_id  # returns the existing one
+    existing = _existing(client, experiment_id)
+    done = []
+    for s in planned:
+        package = compiled / f"{s.pipeline}.yaml"
+        if not package.is_file():
+            raise ConfigError(f"{package} is missing; run `python -m pipelines.compile`")
+        if s.name in existing:
+            done.append({"name": s.name, "action": "exists", "cron": s.cron})
+            continue
+        run = client.create_recurring_run(
+            experiment_id=experiment_id, job_name=s.name, cron_expression=s.cron, max_concurrency=1,
+            no_catchup=True, params=s.params, pipeline_package_path=str(package),
+            description=f"coinline {s.pipeline} on {s.cron} (pipelines/schedules.py)")
+        done.append({"name": s.name, "action": "created", "cron": s.cron,
+                     "id": getattr(run, "recurring_run_id", None)})
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    from coinline.settings import load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.schedules", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", help="KFP API endpoint (default: kfp.Client's own discovery)")
+    parser.add_argument("--namespace", default="kubeflow")
+    parser.add_argument("--experiment", default=EXPERIMENT)
+    parser.add_argument("--sync-cron", default=SYNC_CRON)
+    parser.add_argument("--train-cron", help="default: UNIVERSE_REFRESH_CRON")
+    parser.add_argument("--dry-run", action="store_true", help="print the schedules, create nothing")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.dry_run:
+            plans = plan_schedules(settings, sync_cron=args.sync_cron, train_cron=args.train_cron)
+            print(json.dumps([s.__dict__ for s in plans], indent=1, sort_keys=True))
+            return 0
+        import kfp
+
+        client = kfp.Client(host=args.host, namespace=args.namespace)
+        done = create_schedules(client, settings, experiment=args.experiment, sync_cron=args.sync_cron,
+                                train_cron=args.train_cron)
+    except ConfigError as exc:
+        print(f"schedules: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(done, indent=1, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

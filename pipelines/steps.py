@@ -1,0 +1,124 @@
+"""Building blocks shared by the pipelines: each function adds a group of tasks to the pipeline being
+defined and returns the tasks later blocks depend on.
+
+Parameter defaults come from `coinline.settings.Settings` field defaults (never the environment), so a
+run with no arguments means what `coinline run` means with no configuration. `now` (ISO-8601 UTC) pins
+every step's clock, which makes a run reproducible (and lets the offline replay venue serve the same
+market to every pod); empty, each step reads its own clock, as each `coinline` command does.
+"""
+
+from kfp import dsl, kubernetes
+
+from coinline.settings import Settings
+from components.datasets.materialize.component import materialize_dataset
+from components.evaluation.report_metrics.component import report_metrics
+from components.ingest.backfill.component import backfill_history
+from components.ingest.retry_gaps.component import retry_gaps
+from components.ingest.sync.component import sync_candles
+from components.ops.notify_status.component import notify_status
+from components.ops.plan_run.component import plan_run
+from components.promotion.promote.component import promote_run
+from components.quality.check_parity.component import check_parity
+from components.quality.validate.component import validate_lake
+from components.training.train.component import train_models
+
+DEFAULTS = Settings()
+QUOTES = ",".join(DEFAULTS.quotes)
+INTERVALS = list(DEFAULTS.intervals)
+UNIVERSE = DEFAULTS.training_universe_version
+HIST_SOURCE = "coinapi"      # the source name the historical provider's candles are stored under
+VENUE_QUOTES = "USD"         # Kraken venue-parity sync covers the USD pairs, as `coinline run` does
+GROUP_SIZE = 5               # coins per ingest task
+GROUP_PARALLELISM = 3        # coin groups ingested at once (they share the provider's request budget)
+TRAIN_CPU, TRAIN_MEMORY = "2", "8G"
+
+# What pods read from their environment at run time (never parameters, never compiled in): the secrets,
+# from the Kubernetes Secret named by the `k8s_secret_name` parameter, and the deployment's endpoints,
+# from the ConfigMap named by `k8s_config_map_name` (the Helm chart's `<release>-secrets` and
+# `<release>-config`; "coinline-*" for a release named coinline). Both optional: absent keys stay unset.
+SECRET_NAME, CONFIG_MAP_NAME = "coinline-secrets", "coinline-config"
+SECRET_VARIABLES = ("HIST_MARKET_DATA_API_KEY", "HIST_MARKET_DATA_API_SECRET", "UNIVERSE_SOURCE_API_KEY",
+                    "KRAKEN_API_KEY", "KRAKEN_API_SECRET", "OBJECT_STORE_ACCESS_KEY_ID",
+                    "OBJECT_STORE_SECRET_ACCESS_KEY")
+DEPLOYMENT_VARIABLES = ("HIST_MARKET_DATA_PROVIDER", "HIST_MARKET_DATA_BASE_URL", "HIST_MARKET_DATA_EXCHANGE",
+                        "UNIVERSE_SOURCE_PROVIDER", "UNIVERSE_SOURCE_API_TIER", "UNIVERSE_SOURCE_BASE_URL",
+                        "KRAKEN_PUBLIC_BASE_URL", "OBJECT_STORE_ENDPOINT_URL", "OBJECT_STORE_REGION",
+                        "COINLINE_UNIVERSE_DIR")
+
+
+def ingest_retry(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Provider calls fail transiently; ingest is resumable, so a retried task only fetches what is left."""
+    return task.set_retry(num_retries=3, backoff_duration="60s", backoff_factor=2.0, backoff_max_duration="1800s")
+
+
+def runtime_env(task: dsl.PipelineTask, k8s: dict) -> dsl.PipelineTask:
+    """Expose the Secret and the ConfigMap named in `k8s` (pipeline parameters) to the task's pod."""
+    kubernetes.use_secret_as_env(task, secret_name=k8s["secret"], secret_key_to_env={v: v for v in SECRET_VARIABLES},
+                                 optional=True)
+    kubernetes.use_config_map_as_env(task, config_map_name=k8s["config_map"],
+                                     config_map_key_to_env={v: v for v in DEPLOYMENT_VARIABLES}, optional=True)
+    return task
+
+
+def lake_task(task: dsl.PipelineTask, name: str, k8s: dict) -> dsl.PipelineTask:
+    """A step that reads or writes the lake (and may call providers): it gets the runtime environment,
+    and is never cached, because its result depends on the lake's state and the clock, not only on its
+    parameters."""
+    return runtime_env(task.set_caching_options(False).set_display_name(name), k8s)
+
+
+def k8s_names(secret_name, config_map_name) -> dict:
+    return {"secret": secret_name, "config_map": config_map_name}
+
+
+def exit_handler(pipeline: str, *, object_store_url, now, k8s: dict, name: str) -> dsl.ExitHandler:
+    """The exit handler every pipeline runs in: `notify_status` records the final state, even on failure."""
+    notify = notify_status(object_store_url=object_store_url, pipeline=pipeline, now=now)
+    return dsl.ExitHandler(lake_task(notify, "notify", k8s), name=name)
+
+
+def ingest(*, mode: str, k8s: dict, object_store_url, symbols, quotes, intervals, universe_version, venue, group_size,
+           replay_history_days, replay_seed, reconcile_lookback, gap_tolerance, now) -> dsl.PipelineTask:
+    """Plan; then per coin group the historical provider (`mode` backfill or sync) and its gap retry, with
+    Kraken's venue sync beside them; then the quality gate and venue parity over the whole lake. Returns
+    the quality gate's task."""
+    planned = plan_run(object_store_url=object_store_url, intervals=intervals, symbols=symbols, quotes=quotes,
+                       universe_version=universe_version, group_size=group_size)
+    lake_task(planned, "plan", k8s)
+    series = dict(object_store_url=object_store_url, universe_version=universe_version, venue=venue,
+                  replay_history_days=replay_history_days, replay_seed=replay_seed, now=now)
+    with dsl.ParallelFor(planned.output, parallelism=GROUP_PARALLELISM) as group:
+        step = backfill_history if mode == "backfill" else sync_candles
+        hist = step(symbols=group, intervals=intervals, quotes=quotes, reconcile_lookback=reconcile_lookback,
+                    **series)
+        ingest_retry(lake_task(hist, f"{mode} (historical provider)", k8s))
+        gaps = ingest_retry(lake_task(retry_gaps(symbols=group, **series).after(hist), "retry gaps", k8s))
+        venue_sync = ingest_retry(lake_task(
+            sync_candles(symbols=group, intervals=intervals, source="kraken", quotes=VENUE_QUOTES,
+                         reconcile_lookback=reconcile_lookback, **series), "sync (Kraken venue)", k8s))
+    validated = lake_task(validate_lake(object_store_url=object_store_url, gap_tolerance=gap_tolerance),
+                          "validate", k8s).after(gaps, venue_sync)
+    lake_task(check_parity(object_store_url=object_store_url, reference_source=HIST_SOURCE),
+              "parity", k8s).after(gaps, venue_sync)
+    return validated
+
+
+def materialize(interval, *, k8s: dict, object_store_url, quotes, universe_version, gap_tolerance,
+                now) -> dsl.PipelineTask:
+    return lake_task(materialize_dataset(object_store_url=object_store_url, interval=interval, source=HIST_SOURCE,
+                                         quotes=quotes, universe_version=universe_version,
+                                         gap_tolerance=gap_tolerance, now=now), "materialize", k8s)
+
+
+def train_report_promote(dataset: dsl.PipelineTask, interval, *, k8s: dict, object_store_url, train_quote,
+                         train_symbols, train_config_json, train_workers, promote, now) -> None:
+    """Train on the dataset, turn the run's metrics into KFP visualizations, then (when `promote`) decide
+    promotion through the gates."""
+    trained = lake_task(train_models(object_store_url=object_store_url, dataset_id=dataset.outputs["dataset_id"],
+                                     interval=interval, quote=train_quote, symbols=train_symbols,
+                                     train_config_json=train_config_json, workers=train_workers), "train", k8s)
+    trained.set_cpu_request(TRAIN_CPU).set_memory_request(TRAIN_MEMORY)
+    reported = report_metrics(run_metrics=trained.outputs["run_metrics"]).set_display_name("report metrics")
+    with dsl.If(promote == True, name="promotion-enabled"):  # noqa: E712 (compares a pipeline parameter)
+        lake_task(promote_run(object_store_url=object_store_url, run_id=trained.outputs["run_id"], now=now),
+                  "promote", k8s).after(reported)
