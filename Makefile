@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) -e '.[dev]'
 	@touch $(STAMP)
 
-.PHONY: help install run test test-all bench lint clean
+.PHONY: help install run test test-all bench lint clean pipelines
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -34,6 +34,9 @@ bench: $(STAMP) ## benchmarks, printed as ratios against reference runs
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check src tests components pipelines $(wildcard bench)
+
+pipelines: $(STAMP) ## compile the Kubeflow pipelines to pipelines/compiled/
+	$(BIN)/python -m pipelines.compile
 
 clean: ## remove the local lake, reports and caches
 	rm -rf lake universe reports .pytest_cache .ruff_cache

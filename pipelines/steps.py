@@ -11,6 +11,7 @@ from kfp import dsl, kubernetes
 
 from coinline.settings import Settings
 from components.datasets.materialize.component import materialize_dataset
+from components.evaluation.report_html.component import report_html
 from components.evaluation.report_metrics.component import report_metrics
 from components.ingest.backfill.component import backfill_history
 from components.ingest.retry_gaps.component import retry_gaps
@@ -112,13 +113,15 @@ def materialize(interval, *, k8s: dict, object_store_url, quotes, universe_versi
 
 def train_report_promote(dataset: dsl.PipelineTask, interval, *, k8s: dict, object_store_url, train_quote,
                          train_symbols, train_config_json, train_workers, promote, now) -> None:
-    """Train on the dataset, turn the run's metrics into KFP visualizations, then (when `promote`) decide
-    promotion through the gates."""
+    """Train on the dataset, turn the run's metrics into KFP visualizations (metrics, Markdown, and the
+    HTML oversight report read from the lake), then (when `promote`) decide promotion through the gates."""
     trained = lake_task(train_models(object_store_url=object_store_url, dataset_id=dataset.outputs["dataset_id"],
                                      interval=interval, quote=train_quote, symbols=train_symbols,
                                      train_config_json=train_config_json, workers=train_workers), "train", k8s)
     trained.set_cpu_request(TRAIN_CPU).set_memory_request(TRAIN_MEMORY)
     reported = report_metrics(run_metrics=trained.outputs["run_metrics"]).set_display_name("report metrics")
+    lake_task(report_html(object_store_url=object_store_url, run_id=trained.outputs["run_id"], now=now),
+              "oversight report", k8s).after(reported)
     with dsl.If(promote == True, name="promotion-enabled"):  # noqa: E712 (compares a pipeline parameter)
         lake_task(promote_run(object_store_url=object_store_url, run_id=trained.outputs["run_id"], now=now),
                   "promote", k8s).after(reported)

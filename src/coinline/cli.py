@@ -426,6 +426,81 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def _pipelines_module():
+    """The repository's `pipelines` package (a sibling of `src/`, not part of the installed wheel): importable
+    from the repository root, or found next to this editable install."""
+    try:
+        import pipelines
+    except ModuleNotFoundError as exc:
+        if exc.name != "pipelines":
+            raise
+        root = Path(__file__).resolve().parents[2]
+        if not (root / "pipelines" / "__init__.py").is_file():
+            raise CoinlineError("the pipelines/ package is not importable: run from a coinline checkout") from None
+        sys.path.insert(0, str(root))
+        import pipelines
+    return pipelines
+
+
+def pipeline_params(pipeline: Any, settings: Any, *, now: str = "") -> dict[str, Any]:
+    """The pipeline's parameters from Settings (as the schedules build them), limited to its inputs."""
+    from pipelines.schedules import ingest_params, train_params
+
+    params = {**ingest_params(settings), **train_params(settings), "now": now}
+    inputs = set(pipeline.component_spec.inputs or {})
+    return {k: v for k, v in params.items() if k in inputs}
+
+
+def cmd_pipeline(args) -> int:
+    from coinline.errors import ConfigError
+
+    known = _pipelines_module().PIPELINES
+    if args.name not in known:
+        raise ConfigError(f"unknown pipeline {args.name!r}; choose one of: {', '.join(sorted(known))}")
+    if not args.local:
+        raise ConfigError("only --local runs are supported here; on a cluster, upload pipelines/compiled/"
+                          f"{args.name}.yaml or use `coinline schedule`")
+    pipeline = known[args.name]
+    settings = load_settings()
+    setup_logging(settings.secrets(), verbose=args.verbose)
+    params = pipeline_params(pipeline, settings, now=args.now or "")
+    from kfp import local
+
+    root = Path(args.pipeline_root).resolve()
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    try:
+        pipeline(**params)
+    except RuntimeError as exc:
+        _print({"pipeline": args.name, "state": "FAILED", "pipeline_root": str(root), "error": str(exc)},
+               args.json, f"pipeline {args.name} FAILED: {exc}")
+        return 1
+    _print({"pipeline": args.name, "state": "SUCCEEDED", "pipeline_root": str(root), "parameters": params},
+           args.json, f"pipeline {args.name} SUCCEEDED; outputs under {root}")
+    return 0
+
+
+def cmd_schedule(args) -> int:
+    import os
+
+    _pipelines_module()
+    from pipelines.schedules import EXPERIMENT, SYNC_CRON, create_schedules, plan_schedules
+
+    settings = load_settings()
+    setup_logging(settings.secrets(), verbose=args.verbose)
+    sync_cron = args.sync_cron or SYNC_CRON
+    if args.dry_run:
+        plans = [s.__dict__ for s in plan_schedules(settings, sync_cron=sync_cron, train_cron=args.train_cron)]
+        _print(plans, args.json, "dry run, nothing created:\n" + _table(plans, ["name", "pipeline", "cron"]))
+        return 0
+    import kfp
+
+    client = kfp.Client(host=args.host or os.environ.get("KFP_HOST") or None, namespace=args.namespace)
+    done = create_schedules(client, settings, experiment=args.experiment or EXPERIMENT, sync_cron=sync_cron,
+                            train_cron=args.train_cron)
+    _print(done, args.json, _table(done, ["name", "action", "cron"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coinline", description="Governed crypto market-data lake.")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -514,6 +589,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("version", nargs="?")
     sp.add_argument("--approver", default="")
     sp.add_argument("--reason", default="")
+    sp = verb("pipeline", cmd_pipeline, "run a Kubeflow pipeline locally (kfp.local), parameters from the settings")
+    sp.add_argument("pipeline_cmd", choices=["run"])
+    sp.add_argument("name", help="backfill, sync, train_and_promote or full")
+    sp.add_argument("--local", action="store_true", help="run every step as a subprocess of this interpreter")
+    sp.add_argument("--pipeline-root", default="local_outputs", help="where step outputs go (default: local_outputs)")
+    sp = verb("schedule", cmd_schedule, "create the recurring KFP runs (sync, retraining) the settings ask for")
+    sp.add_argument("--dry-run", action="store_true", help="print the schedules, create nothing")
+    sp.add_argument("--host", help="KFP API endpoint (default: KFP_HOST, else kfp.Client's own discovery)")
+    sp.add_argument("--namespace", default="kubeflow")
+    sp.add_argument("--experiment", help="KFP experiment (default: coinline)")
+    sp.add_argument("--sync-cron", help="KFP 6-field cron of the sync runs (default: hourly at :05)")
+    sp.add_argument("--train-cron", help="cron of the retraining runs (default: UNIVERSE_REFRESH_CRON)")
     sp = sub.add_parser("replay", help="serve the offline replay venue")
     sp.add_argument("replay_cmd", choices=["serve"])
     sp.add_argument("--port", type=int, default=8787)

@@ -153,4 +153,4 @@ def test_full_pipeline_fans_out_per_coin_group_and_per_interval():
     refs = {t["componentRef"]["name"] for t in tasks_of(doc).values()}
     assert {"comp-plan-run", "comp-backfill-history", "comp-retry-gaps", "comp-sync-candles", "comp-validate-lake",
             "comp-check-parity", "comp-materialize-dataset", "comp-train-models", "comp-report-metrics",
-            "comp-promote-run", "comp-notify-status"} <= refs
+            "comp-report-html", "comp-promote-run", "comp-notify-status"} <= refs

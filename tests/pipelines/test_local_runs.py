@@ -97,6 +97,8 @@ def test_full_pipeline_leaves_a_dataset_a_run_and_a_status_record_in_the_lake(fu
     assert json.loads(next(run.rglob("train-models/run_metrics")).read_text()) == metrics
     report = next(run.rglob("report-metrics/report")).read_text()
     assert run_id in report and "| horizon | model |" in report
+    html = next(run.rglob("report-html/report")).read_text()
+    assert html.lstrip().lower().startswith("<!doctype html") and run_id in html
     decision = json.loads(next(run.rglob("promote-run/decision")).read_text())
     promoted = json.loads(next(run.rglob("promote-run/executor_output.json")).read_text())
     assert decision.get("run_id", run_id) == run_id
