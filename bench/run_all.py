@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import backfill_requests, backfill_rss, ingest_throughput, sync_noop
+from bench import backfill_requests, backfill_rss, ingest_throughput, sync_noop, training
 from bench._common import fmt_ratio, scale
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -29,6 +29,7 @@ BENCHMARKS = {
     "backfill_requests": lambda opts: backfill_requests.run(),
     "sync_noop": lambda opts: sync_noop.run(),
     "backfill_rss": lambda opts: backfill_rss.run(),
+    "training": lambda opts: training.run(),
 }
 
 
@@ -65,6 +66,36 @@ def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                  f"{r['baseline_peak_rss_bytes'] / 1e6:,.0f} MB", fmt_ratio(x["peak/baseline"])),
                 (name, "peak RSS / 1 GB goal", f"{r['peak_rss_bytes'] / 1e6:,.0f} MB", "1,000 MB",
                  fmt_ratio(x["peak/goal"]))]
+    if name == "training":
+        out = []
+        if "per_family" in r:
+            p = r["per_family"]
+            rows = f"{p['fold']['train_rows']:,}+{p['fold']['calib_rows']:,} rows"
+            out += [(name, f"{fam} fit+predict, {rows} (ref: fastest)", f"{v['seconds']:.2f} s",
+                     f"{p['fastest']} {p['fastest_seconds']:.2f} s", fmt_ratio(v["ratio_to_fastest"]))
+                    for fam, v in p["families"].items()]
+            out.append((name, f"train_coin {p['symbol']} {p['rows']:,} rows / one-fold families",
+                        f"{p['train_coin_seconds']:.1f} s", f"{p['one_fold_sum_seconds']:.1f} s",
+                        fmt_ratio(x["train_coin/one-fold families"])))
+        if "ray" in r:
+            g = r["ray"]
+            out += [(name, f"{g['coins']} coins: t(1 worker)/t(2 Ray) (goal >= 1.6)", f"{g['workers2_seconds']:.1f} s",
+                     f"{g['workers1_seconds']:.1f} s", fmt_ratio(g["speedup"])),
+                    (name, "  per-coin fan-out alone", f"{g['workers2_fanout_seconds']:.1f} s",
+                     f"{g['workers1_fanout_seconds']:.1f} s", fmt_ratio(g["fanout_speedup"])),
+                    (name, "  vs in-process limited to 1 thread", f"{g['workers2_seconds']:.1f} s",
+                     f"{g['workers1_1thread_seconds']:.1f} s", fmt_ratio(g["speedup_vs_1thread"])),
+                    (name, "  Ray start-up (ray.init + 2 workers)",
+                     f"{g['ray_init_seconds'] + g['ray_workers_ready_seconds']:.1f} s", "", ""),
+                    (name, "  metrics.json identical, 1 vs 2 workers", "yes" if g["metrics_identical"] else "NO", "", "")]
+        if "memory" in r:
+            m = r["memory"]
+            out += [(name, f"peak RSS, run + Ray processes ({m['coins']} coins)", f"{m['peak_total_rss_bytes'] / 1e6:,.0f} MB",
+                     f"{m['baseline_bytes'] / 1e6:,.0f} MB", fmt_ratio(x["peak total/baseline"])),
+                    (name, "  driver's own peak RSS",
+                     f"{max(m['peak_driver_rss_bytes'], m['driver_hwm_bytes']) / 1e6:,.0f} MB",
+                     f"{m['baseline_bytes'] / 1e6:,.0f} MB", fmt_ratio(x["driver peak/baseline"]))]
+        return out
     return [(name, "?", "", "", "")]
 
 
