@@ -61,7 +61,7 @@ def replay_dataset(lake: Lake, dataset_id: str, expected_hash: str) -> StepResul
 def replay_training(lake: Lake, run_id: str, dataset_id: str, *, workers: int | None = 1) -> StepResult:
     import json
 
-    from coinline.training.artifacts import _clean, _json_bytes
+    from coinline.jsonsafe import json_bytes
     from coinline.training.config import config_from_dict
     from coinline.training.run import train
 
@@ -75,10 +75,10 @@ def replay_training(lake: Lake, run_id: str, dataset_id: str, *, workers: int | 
                 quote=stored_doc.get("quote", "USD"))
     if run.run_id != run_id:
         return StepResult("training", False, run_id, run.run_id, "retraining derived a different run id")
-    if _json_bytes(_clean(run.metrics)) == stored:
+    if json_bytes(run.metrics) == stored:
         return StepResult("training", True, "metrics.json identical", "metrics.json identical",
                           f"retrained {len(stored_doc['symbols'])} coins from config {cfg.config_hash()[:12]}")
-    replayed = json.loads(_json_bytes(_clean(run.metrics)))
+    replayed = json.loads(json_bytes(run.metrics))
     return StepResult("training", False, None, None, "metric package differs: " + _first_difference(stored_doc, replayed))
 
 

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from coinline.jsonsafe import clean
+
 PSI_EPS = 1e-4
 
 
@@ -235,7 +237,7 @@ class DriftReport:
         return [f.name for f in self.features if f.drifted]
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean({
+        return clean({
             "triggered": self.triggered,
             "reasons": list(self.reasons),
             "notes": list(self.notes),
@@ -250,18 +252,6 @@ class DriftReport:
             "thresholds": self.thresholds.to_dict(),
             "context": self.context,
         })
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _clean(obj.item())
-    return obj
 
 
 def _matrix(x: Any, names: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:

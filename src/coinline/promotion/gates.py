@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from coinline.jsonsafe import clean
 from coinline.promotion.policy import Policy
 
 EPS = 1e-9
@@ -58,7 +59,7 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"gate": self.gate, "passed": self.passed, "reason_codes": list(self.reason_codes),
-                "figures": _clean(self.figures), "thresholds": _clean(self.thresholds)}
+                "figures": clean(self.figures), "thresholds": clean(self.thresholds)}
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,6 @@ class Evidence:
     audit: dict[str, Any]
     active: dict[str, Any] | None = None
     active_metrics: dict[str, Any] | None = None
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 def _num(value: Any) -> float | None:

@@ -6,45 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from coinline.datasets.materialize import code_version
+from coinline.jsonsafe import json_bytes
 from coinline.lake.store import Lake
 from coinline.training.config import TrainConfig
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=1, sort_keys=True, default=_default, allow_nan=False) + "\n").encode()
-
-
-def _default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, tuple):
-        return list(value)
-    return str(value)
-
-
-def _clean(obj: Any) -> Any:
-    """NaN/inf -> None so metric JSON is strict and stable."""
-    import math
-
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 def write_run(lake: Lake, run_id: str, *, cfg: TrainConfig, dataset: dict, metrics: dict, results: list,
@@ -53,11 +22,11 @@ def write_run(lake: Lake, run_id: str, *, cfg: TrainConfig, dataset: dict, metri
 
     base = f"runs/{run_id}"
     files: dict[str, bytes] = {
-        "config.json": _json_bytes({"config": cfg.to_dict(), "config_hash": cfg.config_hash()}),
-        "metrics.json": _json_bytes(_clean(metrics)),
-        "folds.json": _json_bytes({r.symbol: r.folds for r in results}),
-        "tuning.json": _json_bytes(_clean(tuning["log"])),
-        "simulation.json": _json_bytes(_clean(metrics["simulation"])),
+        "config.json": json_bytes({"config": cfg.to_dict(), "config_hash": cfg.config_hash()}),
+        "metrics.json": json_bytes(metrics),
+        "folds.json": json_bytes({r.symbol: r.folds for r in results}),
+        "tuning.json": json_bytes(tuning["log"]),
+        "simulation.json": json_bytes(metrics["simulation"]),
         "models/regime.bin": regime.final_model,
     }
     table = as_table(results, frames, cfg)
@@ -83,7 +52,7 @@ def write_run(lake: Lake, run_id: str, *, cfg: TrainConfig, dataset: dict, metri
         "code_version": code_version(),
         "artifacts": hashes,
         "fold_model_hashes": {r.symbol: r.model_hashes for r in results},
-        "content_hash": hashlib.sha256(_json_bytes(hashes)).hexdigest(),
+        "content_hash": hashlib.sha256(json_bytes(hashes)).hexdigest(),
     }
     lake.write_json(f"{base}/manifest.json", manifest)  # written last: it names everything above
     return manifest
