@@ -119,7 +119,7 @@ def per_family(say) -> dict[str, Any]:
     from coinline.models.base import derive_seed
     from coinline.training.coin_task import _model, coin_folds, train_coin
     from coinline.training.regime_task import posteriors_for
-    from coinline.training.run import _regime
+    from coinline.training.run import _closes, _regime
 
     cfg = part1_config()
     rows = cfg.max_history_bars
@@ -131,7 +131,7 @@ def per_family(say) -> dict[str, Any]:
     frame = frames[SYMBOL].tail(rows)
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    regime = _regime(df, cfg)
+    regime = _regime(_closes(df), cfg)
     regime_s = time.perf_counter() - t0
     post = posteriors_for(frame.times, regime)
 

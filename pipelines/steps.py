@@ -11,8 +11,10 @@ from kfp import dsl, kubernetes
 
 from coinline.settings import Settings
 from components.datasets.materialize.component import materialize_dataset
+from components.evaluation.evaluate.component import evaluate_run
 from components.evaluation.report_html.component import report_html
 from components.evaluation.report_metrics.component import report_metrics
+from components.evaluation.simulate.component import simulate_run
 from components.ingest.backfill.component import backfill_history
 from components.ingest.retry_gaps.component import retry_gaps
 from components.ingest.sync.component import sync_candles
@@ -21,7 +23,10 @@ from components.ops.plan_run.component import plan_run
 from components.promotion.promote.component import promote_run
 from components.quality.check_parity.component import check_parity
 from components.quality.validate.component import validate_lake
-from components.training.train.component import train_models
+from components.training.ensemble.component import build_ensemble
+from components.training.global_models.component import train_global_models
+from components.training.prepare.component import prepare_training
+from components.training.specialists.component import train_specialists
 
 DEFAULTS = Settings()
 QUOTES = ",".join(DEFAULTS.quotes)
@@ -53,7 +58,9 @@ def ingest_retry(task: dsl.PipelineTask) -> dsl.PipelineTask:
 
 
 def runtime_env(task: dsl.PipelineTask, k8s: dict) -> dsl.PipelineTask:
-    """Expose the Secret and the ConfigMap named in `k8s` (pipeline parameters) to the task's pod."""
+    """Expose the Secret and the ConfigMap named in `k8s` (pipeline parameters) to the task's pod, and label
+    it as coinline's (the Helm chart's NetworkPolicies let only such pods reach the object store)."""
+    kubernetes.add_pod_label(task, label_key="app.kubernetes.io/part-of", label_value="coinline")
     kubernetes.use_secret_as_env(task, secret_name=k8s["secret"], secret_key_to_env={v: v for v in SECRET_VARIABLES},
                                  optional=True)
     kubernetes.use_config_map_as_env(task, config_map_name=k8s["config_map"],
@@ -113,15 +120,29 @@ def materialize(interval, *, k8s: dict, object_store_url, quotes, universe_versi
 
 def train_report_promote(dataset: dsl.PipelineTask, interval, *, k8s: dict, object_store_url, train_quote,
                          train_symbols, train_config_json, train_workers, promote, now) -> None:
-    """Train on the dataset, turn the run's metrics into KFP visualizations (metrics, Markdown, and the
-    HTML oversight report read from the lake), then (when `promote`) decide promotion through the gates."""
-    trained = lake_task(train_models(object_store_url=object_store_url, dataset_id=dataset.outputs["dataset_id"],
-                                     interval=interval, quote=train_quote, symbols=train_symbols,
-                                     train_config_json=train_config_json, workers=train_workers), "train", k8s)
-    trained.set_cpu_request(TRAIN_CPU).set_memory_request(TRAIN_MEMORY)
-    reported = report_metrics(run_metrics=trained.outputs["run_metrics"]).set_display_name("report metrics")
-    lake_task(report_html(object_store_url=object_store_url, run_id=trained.outputs["run_id"], now=now),
-              "oversight report", k8s).after(reported)
+    """Train on the dataset one step at a time (prepare; per-coin specialists on Ray beside the global regime
+    model; ensemble; evaluate; simulate, which writes the run), turn the run's metrics into KFP
+    visualizations, then (when `promote`) decide promotion through the gates, and last the HTML oversight
+    report, which shows that decision."""
+    store = dict(object_store_url=object_store_url)
+    prepared = lake_task(prepare_training(dataset_id=dataset.outputs["dataset_id"], interval=interval,
+                                          quote=train_quote, symbols=train_symbols,
+                                          train_config_json=train_config_json, workers=train_workers, **store),
+                         "prepare training", k8s)
+    run_id = prepared.outputs["run_id"]
+    specialists = lake_task(train_specialists(run_id=run_id, workers=train_workers, **store),
+                            "per-coin specialists", k8s)
+    specialists.set_cpu_request(TRAIN_CPU).set_memory_request(TRAIN_MEMORY)
+    regime = lake_task(train_global_models(run_id=run_id, **store), "global regime model", k8s)
+    ensemble = lake_task(build_ensemble(run_id=run_id, workers=train_workers, **store), "ensemble", k8s)
+    ensemble.after(specialists, regime)
+    evaluated = lake_task(evaluate_run(run_id=run_id, **store), "evaluate", k8s).after(ensemble)
+    simulated = lake_task(simulate_run(run_id=run_id, **store), "simulate", k8s).after(evaluated)
+    reported = report_metrics(run_metrics=simulated.outputs["run_metrics"]).set_display_name("report metrics")
     with dsl.If(promote == True, name="promotion-enabled"):  # noqa: E712 (compares a pipeline parameter)
-        lake_task(promote_run(object_store_url=object_store_url, run_id=trained.outputs["run_id"], now=now),
-                  "promote", k8s).after(reported)
+        decided = lake_task(promote_run(run_id=simulated.outputs["Output"], now=now, **store), "promote", k8s)
+        lake_task(report_html(run_id=simulated.outputs["Output"], now=now, **store),
+                  "oversight report", k8s).after(decided, reported)
+    with dsl.Else(name="promotion-disabled"):
+        lake_task(report_html(run_id=simulated.outputs["Output"], now=now, **store),
+                  "oversight report", k8s).after(reported)

@@ -403,6 +403,9 @@ def compute_drift(lake, run_id: str, dataset_id: str, policy: RetrainPolicy, *, 
 
 
 # -- the loop ---------------------------------------------------------------------------------------
+TRIGGER_KINDS = ("schedule", "manual", "drift")
+
+
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat()
 
@@ -473,20 +476,25 @@ class Autopilot:
     def state(self) -> dict[str, Any]:
         return self.lake.read_json(STATE) or {}
 
-    def _triggers(self, now: datetime, dataset_id: str, report: dict[str, Any]) -> list[Trigger]:
+    def _triggers(self, now: datetime, dataset_id: str, report: dict[str, Any], check: tuple[str, ...],
+                  scheduled_externally: bool) -> list[Trigger]:
         state = self.state()
         last = datetime.fromisoformat(state["last_retrain_at"]) if state.get("last_retrain_at") else None
         run_id, basis = self.reference(self.lake)
         report["reference_run"] = {"run_id": run_id, "basis": basis}
-        sched = schedule_status(self.policy.cron, last, now)
-        report["schedule"] = sched
         fired: list[Trigger] = []
-        if sched["due"]:
-            fired.append(record_trigger(self.lake, "schedule", {"schedule": sched, "reference_run": run_id,
-                                                                "dataset_id": dataset_id}, now=now))
-        fired += [Trigger(r["trigger_id"], r["kind"], r["created_at"], r.get("evidence", {}))
-                  for r in list_triggers(self.lake, status="pending", kind="manual")]
-        if run_id is not None:
+        if "schedule" in check:
+            sched = schedule_status(self.policy.cron, last, now)
+            if scheduled_externally:  # a cluster scheduler (Argo CronWorkflow, cron) owns the schedule
+                sched = {**sched, "due": True, "by": "external scheduler"}
+            report["schedule"] = sched
+            if sched["due"]:
+                fired.append(record_trigger(self.lake, "schedule", {"schedule": sched, "reference_run": run_id,
+                                                                    "dataset_id": dataset_id}, now=now))
+        if "manual" in check:
+            fired += [Trigger(r["trigger_id"], r["kind"], r["created_at"], r.get("evidence", {}))
+                      for r in list_triggers(self.lake, status="pending", kind="manual")]
+        if "drift" in check and run_id is not None:
             try:
                 drift = compute_drift(self.lake, run_id, dataset_id, self.policy, interval=self.interval,
                                       cache=self._drift_cache)
@@ -558,7 +566,10 @@ class Autopilot:
                                      "last_promotion": outcome["promotion"]})
         return outcome
 
-    def cycle(self, now: datetime | None = None, *, index: int = 0) -> dict[str, Any]:
+    def cycle(self, now: datetime | None = None, *, index: int = 0, check: tuple[str, ...] = TRIGGER_KINDS,
+              scheduled_externally: bool = False) -> dict[str, Any]:
+        """`check`: the trigger kinds evaluated this cycle; `scheduled_externally`: the schedule trigger is due
+        because an outside scheduler started this cycle (not by the policy's own cron)."""
         now = (now or self.clock()).astimezone(UTC)
         self.app.now = now
         if self.app.replay is not None:  # the offline venue's market moves with our clock
@@ -574,7 +585,7 @@ class Autopilot:
             report["materialize_error"] = str(exc)
             return self._write(report, now)
         report["dataset_id"] = dataset_id
-        fired = self._triggers(now, dataset_id, report)
+        fired = self._triggers(now, dataset_id, report, check, scheduled_externally)
         report["triggers"] = [t.trigger_id for t in fired]
         fired = self._cooldown(fired, now)
         if fired:
@@ -589,6 +600,23 @@ class Autopilot:
     def _write(self, report: dict[str, Any], now: datetime) -> dict[str, Any]:
         self.lake.write_json(f"{CYCLES_DIR}/{now:%Y%m%dT%H%M%S}Z-{self.name}.json", report)
         return report
+
+
+def retrain_once(app: App, trigger: str, *, now: datetime,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), policy: RetrainPolicy | None = None,
+                 promotion_policy: Any = _LAZY, train_fn: Callable[..., Any] | None = None,
+                 promote: Any = _LAZY, reference: Callable[[Any], tuple[str | None, str]] = reference_run
+                 ) -> dict[str, Any]:
+    """One cycle started by a cluster scheduler (`coinline retrain --trigger ...`): ingest newly closed
+    candles, materialize, then `schedule` retrains and promotes now; `drift` retrains only when drift
+    against the active (or latest) run fires. The single-flight lock and the cooldown apply as in
+    `follow`, and the cycle is recorded like a follower's."""
+    if trigger not in ("schedule", "drift"):
+        raise ConfigError(f"--trigger {trigger!r}: expected schedule or drift")
+    pilot = Autopilot(app, policy=policy, train_fn=train_fn, promote=promote, promotion_policy=promotion_policy,
+                      clock=clock, reference=reference, name=f"retrain-{trigger}")
+    require_policy_approvals(app, pilot.policy, now=now, promotion_policy=pilot.promotion_policy)
+    return pilot.cycle(now, check=(trigger,), scheduled_externally=trigger == "schedule")
 
 
 def follow(app: App, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),

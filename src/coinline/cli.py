@@ -85,6 +85,21 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_retrain(args) -> int:
+    """One retraining cycle for a cluster scheduler: ingest, materialize, then retrain + promote when the
+    trigger holds (`schedule`: always; `drift`: when drift fires). Exits 0 whatever the decision."""
+    from coinline.autopilot import load_promotion_policy, load_retrain_policy, retrain_once, summary_line
+
+    policy = load_retrain_policy(args.policy)
+    gates = load_promotion_policy(args.promotion_policy)
+    with _app(args) as app:
+        pinned = app.now if args.now else None
+        report = retrain_once(app, args.trigger, now=app.now, policy=policy, promotion_policy=gates,
+                              **({"clock": lambda: pinned} if pinned else {}))
+    _print(report, args.json, summary_line(report))
+    return 0
+
+
 def _print_training(t: dict) -> None:
     skill = t["skill"]
     print(f"\ntraining run {t['run_id']} ({t['manifest']}):")
@@ -527,6 +542,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--policy", help="JSON file of retraining policy overrides (cron, drift thresholds); --follow only")
     sp.add_argument("--promotion-policy", help="promotion gates policy JSON for --follow (default: packaged default-v1)")
     sp.add_argument("--cycles", type=int, default=None, help=argparse.SUPPRESS)
+    sp = verb("retrain", cmd_retrain, "one scheduled cycle: ingest, materialize, retrain + promote on the trigger")
+    sp.add_argument("--trigger", required=True, choices=["schedule", "drift"],
+                    help="schedule: retrain now (a cluster cron decided it is due); drift: only when drift fires")
+    sp.add_argument("--policy", help="JSON file of retraining policy overrides (drift thresholds, cooldown)")
+    sp.add_argument("--promotion-policy", help="promotion gates policy JSON (default: packaged default-v1)")
     series_opts(verb("backfill", cmd_backfill, "walk every series from the provider's earliest candle to now"))
     sp = verb("sync", cmd_sync, "append newly closed candles")
     series_opts(sp)

@@ -152,5 +152,6 @@ def test_full_pipeline_fans_out_per_coin_group_and_per_interval():
     assert len(loops) == 2
     refs = {t["componentRef"]["name"] for t in tasks_of(doc).values()}
     assert {"comp-plan-run", "comp-backfill-history", "comp-retry-gaps", "comp-sync-candles", "comp-validate-lake",
-            "comp-check-parity", "comp-materialize-dataset", "comp-train-models", "comp-report-metrics",
-            "comp-report-html", "comp-promote-run", "comp-notify-status"} <= refs
+            "comp-check-parity", "comp-materialize-dataset", "comp-prepare-training", "comp-train-specialists",
+            "comp-train-global-models", "comp-build-ensemble", "comp-evaluate-run", "comp-simulate-run",
+            "comp-report-metrics", "comp-report-html", "comp-promote-run", "comp-notify-status"} <= refs

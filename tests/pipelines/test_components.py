@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 
+import pytest
 from kfp.dsl import Artifact
 
-from components.promotion.promote.component import promote_run
+from coinline.errors import CoinlineError
+from components.training.ensemble.component import build_ensemble
+from components.training.prepare.component import prepare_training
 
 
-def test_promotion_is_skipped_with_a_clear_message_when_the_image_has_no_decide(tmp_path, monkeypatch):
+@pytest.fixture
+def quiet_logging(monkeypatch):
     root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", list(root.handlers))  # the component sets up logging; undo it after
+    monkeypatch.setattr(root, "handlers", list(root.handlers))  # components set up logging; undo it after
     monkeypatch.setattr(root, "level", root.level)
-    monkeypatch.setitem(sys.modules, "coinline.promotion.decide", None)  # importing it now fails
-    decision = Artifact(uri=str(tmp_path / "decision"))
-    result = promote_run.python_func(object_store_url=f"file://{tmp_path}/lake", run_id="run-x", decision=decision)
-    assert result.outcome == "skipped"
-    record = json.loads((tmp_path / "decision").read_text())
-    assert record["outcome"] == "skipped" and record["run_id"] == "run-x"
-    assert "no coinline.promotion.decide" in record["message"] and "unchanged" in record["message"]
-    assert not (tmp_path / "lake").exists(), "a skipped promotion touches nothing"
+
+
+def test_a_training_step_run_out_of_order_names_the_step_it_needs(tmp_path, quiet_logging):
+    ensemble = Artifact(uri=str(tmp_path / "ensemble"))
+    with pytest.raises(CoinlineError, match="prepared"):
+        build_ensemble.python_func(object_store_url=f"file://{tmp_path}/lake", run_id="run-x", ensemble=ensemble,
+                                   workers=1)
+    assert not (tmp_path / "ensemble").exists()
+
+
+def test_a_bad_train_config_names_the_setting(tmp_path, quiet_logging):
+    tuning = Artifact(uri=str(tmp_path / "tuning"))
+    with pytest.raises(CoinlineError, match=r"train_config_json: unknown setting folds\.n_fold"):
+        prepare_training.python_func(object_store_url=f"file://{tmp_path}/lake", dataset_id="ds-x", tuning=tuning,
+                                     train_config_json='{"folds": {"n_fold": 3}}', workers=1)

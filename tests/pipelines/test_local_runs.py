@@ -72,7 +72,8 @@ def full_run(tmp_path_factory):
 def test_full_pipeline_runs_every_step_and_every_output_is_non_empty(full_run):
     root, _lake = full_run
     executed = assert_outputs_complete(run_dir(root, "coinline-full"), "full")
-    assert set(executed) == set(executor_outputs("full")), "a step of the DAG did not run"
+    # report-html-2 is the oversight report of the promotion-disabled branch (dsl.Else): not taken here
+    assert set(executed) == set(executor_outputs("full")) - {"report-html-2"}, "a step of the DAG did not run"
     assert executed["plan-run"][0]["parameterValues"]["Output"] == ["BTC", "ETH"]
     for task in TASKS_PER_GROUP:
         assert len(executed[task]) == 2, f"{task} should run once per coin group"
@@ -90,21 +91,30 @@ def test_full_pipeline_leaves_a_dataset_a_run_and_a_status_record_in_the_lake(fu
     assert manifest["content_hash"] == materialized["parameterValues"]["content_hash"]
     assert {s["symbol"] for s in manifest["series"]} == {"BTC", "ETH"}
     assert {s["quote"] for s in manifest["series"]} == {"USD"}
-    trained = json.loads(next(run.rglob("train-models/executor_output.json")).read_text())
-    run_id = trained["parameterValues"]["run_id"]
+    prepared = json.loads(next(run.rglob("prepare-training/executor_output.json")).read_text())
+    run_id = prepared["parameterValues"]["run_id"]
+    simulated = json.loads(next(run.rglob("simulate-run/executor_output.json")).read_text())
+    assert simulated["parameterValues"]["Output"] == run_id
     metrics = lake.read_json(f"runs/{run_id}/metrics.json")
     assert metrics["dataset_id"] == dataset_id
-    assert json.loads(next(run.rglob("train-models/run_metrics")).read_text()) == metrics
+    assert json.loads(next(run.rglob("simulate-run/run_metrics")).read_text()) == metrics
+    evaluation = json.loads(next(run.rglob("evaluate-run/evaluation")).read_text())
+    assert evaluation["skill"] == metrics["skill"] and "simulation" not in evaluation
+    assert lake.read_json(f"runs/{run_id}/manifest.json")["dataset_hash"] == manifest["content_hash"]
     report = next(run.rglob("report-metrics/report")).read_text()
     assert run_id in report and "| horizon | model |" in report
     html = next(run.rglob("report-html/report")).read_text()
     assert html.lstrip().lower().startswith("<!doctype html") and run_id in html
     decision = json.loads(next(run.rglob("promote-run/decision")).read_text())
     promoted = json.loads(next(run.rglob("promote-run/executor_output.json")).read_text())
-    assert decision.get("run_id", run_id) == run_id
-    assert promoted["parameterValues"]["outcome"] == decision["outcome"]
-    if decision["outcome"] == "skipped":  # an image without coinline.promotion.decide
-        assert "coinline.promotion.decide" in decision["message"]
+    assert decision["run_id"] == run_id and decision["outcome"] in ("PROMOTE", "REJECT")
+    decision_id = decision["decision"]["decision_id"]
+    assert promoted["parameterValues"] == {"outcome": decision["outcome"], "decision_id": decision_id}
+    assert lake.read_json(f"decisions/{decision_id}.json")["decision"] == decision["outcome"]
+    summary = next(run.rglob("promote-run/summary")).read_text()
+    assert f"# Promotion decision: {decision['outcome']}" in summary
+    assert all(code in summary for code in decision["decision"]["reason_codes"])
+    assert decision_id in html, "the oversight report runs after the promotion and shows its decision"
     records = [lake.read_json(n) for n in lake.list("reports/pipelines/coinline-full")]
     assert [r["state"] for r in records] == ["SUCCEEDED"]
 

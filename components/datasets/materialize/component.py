@@ -23,26 +23,17 @@ def materialize_dataset(
 ) -> NamedTuple("Materialized", [("dataset_id", str), ("content_hash", str)]):
     """`manifest` is the dataset's lineage manifest (the data stays in the lake, at metadata `lake_uri`)."""
     import json
-    import os
     from collections import namedtuple
     from datetime import UTC, datetime
     from pathlib import Path
 
     from coinline.datasets.materialize import DatasetSpec, materialize
-    from coinline.lake import open_lake
-    from coinline.logs import setup_logging
-    from coinline.settings import load_settings
+    from coinline.step_env import step_lake
     from coinline.timeframes import parse_iso_utc
     from coinline.universe import load_universe
 
-    settings = load_settings(dotenv=None, env={
-        **os.environ, "OBJECT_STORE_URL": object_store_url, "COINLINE_INTERVALS": interval,
-        "COINLINE_QUOTES": quotes, "TRAINING_UNIVERSE_VERSION": universe_version,
-        "COINLINE_GAP_TOLERANCE": str(gap_tolerance)})
-    setup_logging(settings.secrets())
-    lake = open_lake(settings.object_store_url, endpoint_url=settings.object_store_endpoint_url,
-                     access_key=settings.object_store_access_key_id,
-                     secret_key=settings.object_store_secret_access_key, region=settings.object_store_region)
+    settings, lake = step_lake(object_store_url, COINLINE_INTERVALS=interval, COINLINE_QUOTES=quotes,
+                               TRAINING_UNIVERSE_VERSION=universe_version, COINLINE_GAP_TOLERANCE=gap_tolerance)
     universe = load_universe(settings.training_universe_version, Path(settings.universe_dir))
     spec = DatasetSpec(settings.training_universe_version, interval, source, tuple(settings.quotes))
     clock = parse_iso_utc(now) if now else datetime.now(UTC)

@@ -18,19 +18,12 @@ def report_html(
 ) -> int:
     """Returns the size of the HTML document in bytes; fails when the run has no metrics.json."""
     import logging
-    import os
 
-    from coinline.lake import open_lake
-    from coinline.logs import setup_logging
     from coinline.report.build import build_report
-    from coinline.settings import load_settings
+    from coinline.step_env import step_lake
     from coinline.timeframes import parse_iso_utc
 
-    settings = load_settings(dotenv=None, env={**os.environ, "OBJECT_STORE_URL": object_store_url})
-    setup_logging(settings.secrets())
-    lake = open_lake(settings.object_store_url, endpoint_url=settings.object_store_endpoint_url,
-                     access_key=settings.object_store_access_key_id,
-                     secret_key=settings.object_store_secret_access_key, region=settings.object_store_region)
+    _, lake = step_lake(object_store_url)
     html = build_report(lake, run_id, generated_at=parse_iso_utc(now) if now else None)
     with open(report.path, "w", encoding="utf-8") as f:
         f.write(html)

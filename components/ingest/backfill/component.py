@@ -25,23 +25,19 @@ def backfill_history(
     """Returns the number of new candles; fails (so the task is retried) when any series errored or its
     lease was held by another writer. `outcomes` is the per-series JSON report."""
     import json
-    import os
     from collections import Counter
     from datetime import UTC, datetime
 
     from coinline.app import build_app
     from coinline.ingest.backfill import backfill
-    from coinline.logs import setup_logging
-    from coinline.settings import load_settings
+    from coinline.step_env import step_settings
     from coinline.timeframes import parse_iso_utc
 
-    settings = load_settings(dotenv=None, env={
-        **os.environ, "OBJECT_STORE_URL": object_store_url, "COINLINE_SYMBOLS": symbols,
-        "COINLINE_QUOTES": quotes, "COINLINE_INTERVALS": ",".join(intervals),
-        "TRAINING_UNIVERSE_VERSION": universe_version, "COINLINE_VENUE": venue,
-        "COINLINE_REPLAY_HISTORY_DAYS": str(replay_history_days), "COINLINE_REPLAY_SEED": str(replay_seed),
-        "COINLINE_RECONCILE_LOOKBACK": str(reconcile_lookback)})
-    setup_logging(settings.secrets())
+    settings = step_settings({
+        "OBJECT_STORE_URL": object_store_url, "COINLINE_SYMBOLS": symbols, "COINLINE_QUOTES": quotes,
+        "COINLINE_INTERVALS": ",".join(intervals), "TRAINING_UNIVERSE_VERSION": universe_version,
+        "COINLINE_VENUE": venue, "COINLINE_REPLAY_HISTORY_DAYS": replay_history_days,
+        "COINLINE_REPLAY_SEED": replay_seed, "COINLINE_RECONCILE_LOOKBACK": reconcile_lookback})
     with build_app(settings, now=parse_iso_utc(now) if now else datetime.now(UTC)) as app:
         results = backfill(app.hist_source(), app.lake, app.pairs(), now=app.now, progress=False,
                            lookback=settings.reconcile_lookback)

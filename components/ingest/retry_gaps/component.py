@@ -22,21 +22,18 @@ def retry_gaps(
     """Returns the number of candles still missing (recorded as known gaps); `gaps` lists every gap with
     its status (filled or known) and the provider's answer."""
     import json
-    import os
     from datetime import UTC, datetime
 
     from coinline.app import build_app
     from coinline.ingest import gaps as gaps_lib
     from coinline.lake import tables
-    from coinline.logs import setup_logging
-    from coinline.settings import load_settings
+    from coinline.step_env import step_settings
     from coinline.timeframes import parse_iso_utc
 
-    settings = load_settings(dotenv=None, env={
-        **os.environ, "OBJECT_STORE_URL": object_store_url, "COINLINE_SYMBOLS": symbols,
+    settings = step_settings({
+        "OBJECT_STORE_URL": object_store_url, "COINLINE_SYMBOLS": symbols,
         "TRAINING_UNIVERSE_VERSION": universe_version, "COINLINE_VENUE": venue,
-        "COINLINE_REPLAY_HISTORY_DAYS": str(replay_history_days), "COINLINE_REPLAY_SEED": str(replay_seed)})
-    setup_logging(settings.secrets())
+        "COINLINE_REPLAY_HISTORY_DAYS": replay_history_days, "COINLINE_REPLAY_SEED": replay_seed})
     coins = {s.upper() for s in settings.symbols}
     found = []
     with build_app(settings, now=parse_iso_utc(now) if now else datetime.now(UTC)) as app:

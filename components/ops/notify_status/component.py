@@ -18,16 +18,12 @@ def notify_status(
     """Returns the final state (SUCCEEDED, FAILED, ...). `now` is the run's requested clock (may be
     empty). The record is `reports/pipelines/<pipeline>/<UTC time>-<job>.json`."""
     import logging
-    import os
     import re
     from datetime import UTC, datetime
 
-    from coinline.lake import open_lake
-    from coinline.logs import setup_logging
-    from coinline.settings import load_settings
+    from coinline.step_env import settings_lake, step_settings
 
-    settings = load_settings(dotenv=None, env={**os.environ, "OBJECT_STORE_URL": object_store_url})
-    setup_logging(settings.secrets())
+    settings = step_settings({"OBJECT_STORE_URL": object_store_url})
     log = logging.getLogger("coinline")
     record = {"pipeline": pipeline, "state": status.state, "job": status.pipeline_job_resource_name,
               "task": status.pipeline_task_name,
@@ -37,9 +33,7 @@ def notify_status(
     else:
         log.error("pipeline %s (%s) ended %s: %s", pipeline, status.pipeline_job_resource_name, status.state,
                   status.error_message)
-    lake = open_lake(settings.object_store_url, endpoint_url=settings.object_store_endpoint_url,
-                     access_key=settings.object_store_access_key_id,
-                     secret_key=settings.object_store_secret_access_key, region=settings.object_store_region)
+    lake = settings_lake(settings)
     job = re.sub(r"[^A-Za-z0-9_.-]+", "-", status.pipeline_job_resource_name or "job").strip("-")[-80:]
     lake.write_json(f"reports/pipelines/{pipeline}/{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{job}.json", record)
     return status.state

@@ -1,12 +1,11 @@
-"""promote_run: the promotion decision for a training run (`coinline.promotion.decide`): every gate is
-evaluated on the run's evidence in the lake; only a run that passes them all flips the active pointer.
-When this coinline build has no `coinline.promotion.decide`, the step is skipped with a clear message
-(nothing is promoted, nothing fails). A REJECT is an outcome, not a failure."""
+"""promote_run: the promotion decision for a training run (`coinline.promotion.decide.decide`): every gate
+is evaluated on the run's evidence in the lake; only a run that passes them all flips the active pointer.
+A REJECT is an outcome, not a failure: the active model set is left as it was."""
 
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Output
+from kfp.dsl import Artifact, Markdown, Output
 
 from components.image import COINLINE_IMAGE
 
@@ -16,47 +15,32 @@ def promote_run(
     object_store_url: str,
     run_id: str,
     decision: Output[Artifact],
+    summary: Output[Markdown],
     now: str = "",
-) -> NamedTuple("Promotion", [("outcome", str)]):
-    """`outcome`: the decision's outcome (PROMOTE or REJECT), or skipped; `decision` is the decision
-    record (its evidence, gate results and reason codes are also kept in the lake)."""
-    import importlib
+) -> NamedTuple("Promotion", [("outcome", str), ("decision_id", str)]):
+    """`outcome`: PROMOTE or REJECT; `decision` is the decision record (its evidence, gate results and
+    reason codes are also kept in the lake under decisions/); `summary` shows the gates in the run page."""
     import json
     import logging
-    import os
     from collections import namedtuple
     from datetime import UTC, datetime
 
-    from coinline.lake import open_lake
-    from coinline.logs import setup_logging
-    from coinline.settings import load_settings
+    from coinline.promotion.decide import decide
+    from coinline.promotion.markdown import decision_markdown
+    from coinline.step_env import step_lake
     from coinline.timeframes import parse_iso_utc
 
-    settings = load_settings(dotenv=None, env={**os.environ, "OBJECT_STORE_URL": object_store_url})
-    setup_logging(settings.secrets())
-    log = logging.getLogger("coinline")
-    out = namedtuple("Promotion", ["outcome"])
-    try:
-        module = importlib.import_module("coinline.promotion.decide")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("coinline.promotion", "coinline.promotion.decide"):
-            raise  # a dependency of the promotion code is missing: that is a real failure
-        module = None
-    decide = getattr(module, "decide", None)
-    if not callable(decide):
-        message = (f"promotion skipped for run {run_id}: this coinline build has no "
-                   f"coinline.promotion.decide; the active model set is unchanged")
-        log.warning(message)
-        with open(decision.path, "w") as f:
-            json.dump({"run_id": run_id, "outcome": "skipped", "message": message}, f, indent=1, sort_keys=True)
-        return out("skipped")
-    lake = open_lake(settings.object_store_url, endpoint_url=settings.object_store_endpoint_url,
-                     access_key=settings.object_store_access_key_id,
-                     secret_key=settings.object_store_secret_access_key, region=settings.object_store_region)
+    _, lake = step_lake(object_store_url)
     record = decide(lake, run_id, now=parse_iso_utc(now) if now else datetime.now(UTC))
-    outcome = str(record["outcome"])
+    outcome, decided = str(record["outcome"]), record["decision"]
     with open(decision.path, "w") as f:
         json.dump(record, f, indent=1, sort_keys=True, default=str)
-    decision.metadata.update({"run_id": run_id, "outcome": outcome})
-    log.info("promotion decision for run %s: %s", run_id, outcome)
-    return out(outcome)
+    with open(summary.path, "w") as f:
+        f.write(decision_markdown(decided, activated=bool(record.get("activated"))))
+    meta = {"run_id": run_id, "outcome": outcome, "decision_id": decided["decision_id"],
+            "reason_codes": ",".join(decided.get("reason_codes") or [])}
+    decision.metadata.update(meta)
+    summary.metadata.update(meta)
+    logging.getLogger("coinline").info("promotion decision for run %s: %s %s", run_id, outcome,
+                                       meta["reason_codes"])
+    return namedtuple("Promotion", ["outcome", "decision_id"])(outcome, decided["decision_id"])

@@ -19,19 +19,11 @@ def check_parity(
 ) -> int:
     """Returns the number of flagged series."""
     import json
-    import os
 
     from coinline.ingest.parity import parity
-    from coinline.lake import open_lake
-    from coinline.logs import setup_logging
-    from coinline.settings import load_settings
+    from coinline.step_env import step_lake
 
-    settings = load_settings(dotenv=None, env={
-        **os.environ, "OBJECT_STORE_URL": object_store_url, "COINLINE_PARITY_TOLERANCE_BPS": str(tolerance_bps)})
-    setup_logging(settings.secrets())
-    lake = open_lake(settings.object_store_url, endpoint_url=settings.object_store_endpoint_url,
-                     access_key=settings.object_store_access_key_id,
-                     secret_key=settings.object_store_secret_access_key, region=settings.object_store_region)
+    settings, lake = step_lake(object_store_url, COINLINE_PARITY_TOLERANCE_BPS=tolerance_bps)
     rows = [p.to_dict() for p in parity(lake, reference_source=reference_source, venue_source=venue_source,
                                         tolerance_bps=settings.parity_tolerance_bps)]
     with open(report.path, "w") as f:

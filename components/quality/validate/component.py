@@ -16,19 +16,11 @@ def validate_lake(
     gap_tolerance: int = 0,
 ) -> bool:
     import json
-    import os
 
-    from coinline.lake import open_lake
-    from coinline.logs import setup_logging
     from coinline.quality.lake_checks import validate_lake as validate
-    from coinline.settings import load_settings
+    from coinline.step_env import step_lake
 
-    settings = load_settings(dotenv=None, env={
-        **os.environ, "OBJECT_STORE_URL": object_store_url, "COINLINE_GAP_TOLERANCE": str(gap_tolerance)})
-    setup_logging(settings.secrets())
-    lake = open_lake(settings.object_store_url, endpoint_url=settings.object_store_endpoint_url,
-                     access_key=settings.object_store_access_key_id,
-                     secret_key=settings.object_store_secret_access_key, region=settings.object_store_region)
+    settings, lake = step_lake(object_store_url, COINLINE_GAP_TOLERANCE=gap_tolerance)
     checked = validate(lake, gap_tolerance=settings.gap_tolerance)
     with open(results.path, "w") as f:
         json.dump({"results": [r.to_dict() for r in checked]}, f, indent=1, sort_keys=True, default=str)

@@ -26,23 +26,20 @@ def refresh_universe(
     """Returns the proposed version's name. `universe_version` is the active universe the proposal is
     diffed against; `proposed_version` empty: the next version after it (`UNIVERSE_V<n+1>_...`)."""
     import logging
-    import os
     from datetime import UTC, datetime
     from pathlib import Path
 
     from coinline.app import build_app
-    from coinline.logs import setup_logging
     from coinline.providers.coingecko import fetch_markets
-    from coinline.settings import load_settings
+    from coinline.step_env import step_settings
     from coinline.timeframes import parse_iso_utc
     from coinline.universe import load_universe
     from coinline.universe.refresh import propose_universe, write_proposal
 
-    settings = load_settings(dotenv=None, env={
-        **os.environ, "OBJECT_STORE_URL": object_store_url, "TRAINING_UNIVERSE_VERSION": universe_version,
-        "COINLINE_VENUE": venue, "COINLINE_REPLAY_HISTORY_DAYS": str(replay_history_days),
-        "COINLINE_REPLAY_SEED": str(replay_seed)})
-    setup_logging(settings.secrets())
+    settings = step_settings({
+        "OBJECT_STORE_URL": object_store_url, "TRAINING_UNIVERSE_VERSION": universe_version,
+        "COINLINE_VENUE": venue, "COINLINE_REPLAY_HISTORY_DAYS": replay_history_days,
+        "COINLINE_REPLAY_SEED": replay_seed})
     udir = Path(settings.universe_dir)
     with build_app(settings, now=parse_iso_utc(now) if now else datetime.now(UTC)) as app:
         rows = fetch_markets(app.coingecko_gateway())

@@ -26,7 +26,7 @@ from coinline.models.sequence import make_sequence_model
 from coinline.models.stacking import walk_forward_stack
 from coinline.models.trees import make_tree_model
 from coinline.training.config import TrainConfig
-from coinline.training.folds import Fold, folds_to_dict, walk_forward
+from coinline.training.folds import Fold, folds_for, folds_to_dict
 
 TREES = ("xgboost", "lightgbm", "random_forest")
 SEQUENCES = ("lstm", "transformer")
@@ -52,11 +52,7 @@ class CoinResult:
 
 
 def coin_folds(frame: CoinFrame, cfg: TrainConfig) -> list[Fold]:
-    f = cfg.folds
-    embargo = f.embargo_bars if f.embargo_bars is not None else max(cfg.horizons)
-    return walk_forward(frame.times, n_folds=f.n_folds, test_bars=f.test_bars, min_train_bars=f.min_train_bars,
-                        embargo_bars=embargo, max_horizon=max(cfg.horizons), calib_fraction=f.calib_fraction,
-                        mode=f.mode)
+    return folds_for(frame.times, cfg)
 
 
 def _families_for(h: int, cfg: TrainConfig) -> tuple[str, ...]:
@@ -71,7 +67,22 @@ def _model(family: str, cfg: TrainConfig, tuned: dict[str, dict]):
 
 
 def train_coin(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict], regime_post: np.ndarray) -> CoinResult:
-    """`regime_post`: (rows, 4) out-of-sample regime posteriors aligned with frame rows (NaN where none)."""
+    """The whole coin: specialists, then the stacked ensemble and the metric package.
+    `regime_post`: (rows, 4) out-of-sample regime posteriors aligned with frame rows (NaN where none)."""
+    return finish_coin(frame, cfg, train_specialists(frame, cfg, tuned), regime_post)
+
+
+def finish_coin(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray) -> CoinResult:
+    """Stack the specialists' out-of-fold predictions (gated by the regime posteriors) and compute the coin's
+    metric package. Needs the global regime model's posteriors, so it runs after both are trained."""
+    _stack(frame, cfg, result, regime_post)
+    result.metrics, result.base_rate = coin_metrics(frame, cfg, result)
+    return result
+
+
+def train_specialists(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict]) -> CoinResult:
+    """Every base family on every walk-forward fold and horizon: out-of-fold predictions, in-sample
+    reference scores, fold model hashes and the last fold's models. No ensemble yet."""
     folds = coin_folds(frame, cfg)
     result = CoinResult(frame.symbol, folds_to_dict(folds), [int(f.test_end) for f in folds])
     for h in cfg.horizons:
@@ -112,8 +123,6 @@ def train_coin(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict], regim
         result.extras[h] = {fam: {k: np.concatenate(v) for k, v in ex.items()} for fam, ex in extras.items()}
         result.in_sample[str(h)] = {fam: {"log_loss_mean_over_folds": float(np.mean(v)), "evidence": False}
                                     for fam, v in ins.items() if v}
-    _stack(frame, cfg, result, regime_post)
-    result.metrics, result.base_rate = coin_metrics(frame, cfg, result)
     return result
 
 

@@ -70,7 +70,6 @@ class TrainConfig:
 
 def load_train_config(path: str | None) -> TrainConfig:
     """TrainConfig from a JSON file of overrides (nested by section), or the defaults."""
-    from dataclasses import fields, is_dataclass, replace
     from pathlib import Path
 
     from coinline.errors import ConfigError
@@ -78,27 +77,45 @@ def load_train_config(path: str | None) -> TrainConfig:
     if not path:
         return TrainConfig()
     try:
-        overrides = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        text = Path(path).read_text()
+    except OSError as exc:
         raise ConfigError(f"COINLINE_TRAIN_CONFIG={path}: cannot read JSON ({exc})") from None
+    return train_config_from_json(text, f"COINLINE_TRAIN_CONFIG={path}")
+
+
+def train_config_from_json(text: str, source: str = "train_config_json") -> TrainConfig:
+    """TrainConfig from JSON overrides (nested by section); blank text means the defaults. `source` names
+    where the JSON came from in error messages."""
+    from dataclasses import fields, is_dataclass, replace
+
+    from coinline.errors import ConfigError
+
+    if not text.strip():
+        return TrainConfig()
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}: cannot read JSON ({exc})") from None
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{source}: expected a JSON object of settings, got {type(overrides).__name__}")
 
     def apply(obj, values: dict, where: str):
         known = {f.name: f for f in fields(obj)}
         changes = {}
         for key, value in values.items():
             if key not in known:
-                raise ConfigError(f"COINLINE_TRAIN_CONFIG={path}: unknown setting {where}{key}")
+                raise ConfigError(f"{source}: unknown setting {where}{key}")
             current = getattr(obj, key)
             if is_dataclass(current):
                 changes[key] = apply(current, value, f"{where}{key}.")
             else:
-                changes[key] = _coerce(value, current, f"{where}{key}", path)
+                changes[key] = _coerce(value, current, f"{where}{key}", source)
         return replace(obj, **changes)
 
     return apply(TrainConfig(), overrides, "")
 
 
-def _coerce(value, current, name: str, path: str):
+def _coerce(value, current, name: str, source: str):
     """Convert a JSON override to the type of the default it replaces (None stays None)."""
     from coinline.errors import ConfigError
 
@@ -111,7 +128,7 @@ def _coerce(value, current, name: str, path: str):
             return bool(value)
         return type(current)(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"COINLINE_TRAIN_CONFIG={path}: {name}={value!r} is not a {type(current).__name__}") from None
+        raise ConfigError(f"{source}: {name}={value!r} is not a {type(current).__name__}") from None
 
 
 def config_from_dict(data: dict) -> TrainConfig:

@@ -25,9 +25,14 @@ def ensure_ray(workers: int | None = None) -> None:
 
 
 def map_tasks(fn: Callable[..., Any], items: Sequence[Any], *, shared: tuple = (), workers: int | None = None) -> list[Any]:
-    """fn(item, *shared) for every item, in item order. workers=1: sequential, in this process."""
+    """fn(item, *shared) for every item, in item order. workers=1: sequential, in this process, with BLAS and
+    OpenMP pools held to one thread, as in a Ray task (Ray sets OMP_NUM_THREADS=1 for its workers): the
+    models are small, and extra threads only burn CPU (measured in bench/training.py)."""
     if workers == 1:
-        return [fn(item, *shared) for item in items]
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            return [fn(item, *shared) for item in items]
     import ray
 
     ensure_ray(workers)

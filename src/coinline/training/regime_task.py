@@ -14,7 +14,7 @@ import pandas as pd
 from coinline.models.base import derive_seed
 from coinline.models.regime import REGIMES, RegimeClassifier, regime_labels, regime_score
 from coinline.training.config import TrainConfig
-from coinline.training.folds import walk_forward
+from coinline.training.folds import folds_for
 
 
 @dataclass
@@ -39,10 +39,7 @@ def train_regime(X: np.ndarray, times: np.ndarray, market: pd.DataFrame, cfg: Tr
     labels = regime_labels(market, vol_window=f.medium, trend_window=f.long, lookback_for_quantiles=f.long * 4)
     nxt = np.full(len(labels), -1)
     nxt[:-h] = labels[h:]
-    folds = walk_forward(times, n_folds=cfg.folds.n_folds, test_bars=cfg.folds.test_bars,
-                         min_train_bars=cfg.folds.min_train_bars,
-                         embargo_bars=cfg.folds.embargo_bars or max(cfg.horizons), max_horizon=max(cfg.horizons),
-                         calib_fraction=cfg.folds.calib_fraction, mode=cfg.folds.mode)
+    folds = folds_for(times, cfg)  # the same fold settings (and embargo) as the per-coin specialists
     post = np.full((len(times), len(REGIMES)), np.nan)
     model = None
     for fold in folds:

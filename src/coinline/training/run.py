@@ -72,8 +72,7 @@ def _run_id(dataset_hash: str, cfg: TrainConfig, symbols: list[str], until: date
     return "run-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _regime(df: pd.DataFrame, cfg: TrainConfig) -> RegimeResult:
-    closes = _closes(df)
+def _regime(closes: pd.DataFrame, cfg: TrainConfig) -> RegimeResult:
     X = cross_asset_features(closes, cfg.features)
     market = market_frame(closes)
     ok = X.notna().all(axis=1) & market["mkt_ret_1"].notna()
@@ -114,11 +113,25 @@ def _train_one(item: tuple[CoinFrame, np.ndarray], cfg: TrainConfig, tuned: dict
     return train_coin(frame, cfg, tuned, post)
 
 
-def train(lake: Lake, dataset_id: str, cfg: TrainConfig, *, symbols: list[str] | None = None,
-          until: datetime | None = None, quote: str = "USD", interval: str = "1h",
-          workers: int | None = None, feature_builder=build_coin_frames, persist: bool = True) -> TrainRun:
-    """`feature_builder` is the features function under test by the look-ahead check (tests plant a
-    peeking feature through it); production runs use `build_coin_frames`."""
+@dataclass
+class Prepared:
+    """A run's inputs, fixed before any model is fitted: the candles' close matrix (the regime model's
+    input), per-coin feature frames, the dataset manifest, the run id and the look-ahead report."""
+    run_id: str
+    cfg: TrainConfig
+    quote: str
+    interval: str
+    closes: pd.DataFrame
+    frames: dict[str, CoinFrame]
+    dataset: dict[str, Any]
+    lookahead: dict[str, Any]
+
+
+def prepare(lake: Lake, dataset_id: str, cfg: TrainConfig, *, symbols: list[str] | None = None,
+            until: datetime | None = None, quote: str = "USD", interval: str = "1h",
+            feature_builder=build_coin_frames) -> Prepared:
+    """Load the dataset, build features, derive the run id and run the look-ahead check (LeakageError,
+    with the report stored under `runs/<run_id>/lookahead.json`, when a feature reads the future)."""
     df, ds_manifest = _candles(lake, dataset_id, quote, symbols, until)
     built = feature_builder(df, cfg, quote=quote, interval=interval)
     frames = {s: f.tail(cfg.max_history_bars) for s, f in built.items()}
@@ -127,17 +140,58 @@ def train(lake: Lake, dataset_id: str, cfg: TrainConfig, *, symbols: list[str] |
     if not leak.passed:
         lake.write_json(f"runs/{run_id}/lookahead.json", leak.to_dict())
         raise LeakageError(f"look-ahead check failed for run {run_id}: {leak.violations[:3]}")
-    regime = _regime(df, cfg)
-    tuning = _tune(frames, cfg, workers)
-    items = [(frames[s], posteriors_for(frames[s].times, regime)) for s in sorted(frames)]
+    return Prepared(run_id, cfg, quote, interval, _closes(df), frames, ds_manifest, leak.to_dict())
+
+
+def train_global(prep: Prepared) -> RegimeResult:
+    """The global regime classifier over the whole universe (walk-forward, out-of-sample posteriors)."""
+    return _regime(prep.closes, prep.cfg)
+
+
+def tune(prep: Prepared, workers: int | None) -> dict[str, Any]:
+    return _tune(prep.frames, prep.cfg, workers)
+
+
+def evaluate(prep: Prepared, results: list[CoinResult], regime: RegimeResult, tuning: dict) -> dict[str, Any]:
+    """The metric package without the trading simulation (see `with_simulation`)."""
+    return _metric_package(prep.run_id, prep.dataset, prep.cfg, prep.frames, results, regime, tuning,
+                           prep.lookahead, prep.interval, prep.quote)
+
+
+def with_simulation(prep: Prepared, results: list[CoinResult], metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metric package completed by the deterministic simulation of the ensemble's signals."""
+    signals, opens, closes = _signals(prep.frames, results, prep.cfg)
+    cfg = prep.cfg
+    sim = simulate(signals, opens, closes, fee_bps=cfg.fee_bps, slippage_bps=cfg.slippage_bps,
+                   max_position=cfg.max_position, max_exposure=cfg.max_exposure, horizon_bars=cfg.primary_horizon,
+                   interval_ms=interval_ms(prep.interval))
+    return {**metrics, "simulation": sim.to_dict()}
+
+
+def persist_run(lake: Lake, prep: Prepared, results: list[CoinResult], regime: RegimeResult, tuning: dict,
+                metrics: dict[str, Any]) -> TrainRun:
+    manifest = write_run(lake, prep.run_id, cfg=prep.cfg, dataset=prep.dataset, metrics=metrics, results=results,
+                         regime=regime, tuning=tuning, frames=prep.frames)
+    return TrainRun(prep.run_id, metrics, manifest)
+
+
+def train(lake: Lake, dataset_id: str, cfg: TrainConfig, *, symbols: list[str] | None = None,
+          until: datetime | None = None, quote: str = "USD", interval: str = "1h",
+          workers: int | None = None, feature_builder=build_coin_frames, persist: bool = True) -> TrainRun:
+    """The whole run in one process (per-coin work fanned out on Ray). `training.stages` runs the same
+    steps one at a time with their results kept in the lake (the Kubeflow components).
+    `feature_builder` is the features function under test by the look-ahead check (tests plant a
+    peeking feature through it); production runs use `build_coin_frames`."""
+    prep = prepare(lake, dataset_id, cfg, symbols=symbols, until=until, quote=quote, interval=interval,
+                   feature_builder=feature_builder)
+    regime = train_global(prep)
+    tuning = tune(prep, workers)
+    items = [(prep.frames[s], posteriors_for(prep.frames[s].times, regime)) for s in sorted(prep.frames)]
     results = map_tasks(_train_one, items, shared=(cfg, tuning["params"]), workers=workers)
-    metrics = _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, leak, interval)
-    metrics["quote"], metrics["interval"] = quote, interval
+    metrics = with_simulation(prep, results, evaluate(prep, results, regime, tuning))
     if not persist:  # audit replays compare without touching the stored evidence
-        return TrainRun(run_id, metrics, {})
-    manifest = write_run(lake, run_id, cfg=cfg, dataset=ds_manifest, metrics=metrics, results=results,
-                         regime=regime, tuning=tuning, frames=frames)
-    return TrainRun(run_id, metrics, manifest)
+        return TrainRun(prep.run_id, metrics, {})
+    return persist_run(lake, prep, results, regime, tuning, metrics)
 
 
 def _lookahead(df: pd.DataFrame, cfg: TrainConfig, frames: dict[str, CoinFrame], builder, quote: str, interval: str):
@@ -166,12 +220,9 @@ def _signals(frames, results, cfg) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     return signals, pd.DataFrame(opens).reindex(index), pd.DataFrame(closes).reindex(index)
 
 
-def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, leak, interval) -> dict[str, Any]:
+def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, leak: dict, interval,
+                    quote) -> dict[str, Any]:
     h = cfg.primary_horizon
-    signals, opens, closes = _signals(frames, results, cfg)
-    sim = simulate(signals, opens, closes, fee_bps=cfg.fee_bps, slippage_bps=cfg.slippage_bps,
-                   max_position=cfg.max_position, max_exposure=cfg.max_exposure, horizon_bars=h,
-                   interval_ms=interval_ms(interval))
     checks: dict[str, Any] = {}
     for r in results:
         if "p" not in r.ensemble:
@@ -199,9 +250,10 @@ def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, l
         "stacking_weights": {r.symbol: r.stacking_weights for r in results},
         "regime": regime.metrics,
         "tuning": tuning["log"],
-        "lookahead": leak.to_dict(),
+        "lookahead": leak,
         "checks": checks,
-        "simulation": sim.to_dict(),
+        "quote": quote,
+        "interval": interval,
         "evidence_note": "all metrics under per_coin/*/models/*/oos are out-of-sample (walk-forward test "
                          "blocks); in_sample is stored for reference and is never evidence",
     }

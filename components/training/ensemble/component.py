@@ -1,0 +1,32 @@
+"""build_ensemble: the leakage-safe stacked meta-learner of each coin (`coinline.training.stages.
+ensemble_step`): fitted on out-of-fold specialist predictions of earlier folds only, gated by the regime
+posteriors; then each coin's metric package. Needs both train_specialists and train_global_models."""
+
+from kfp import dsl
+from kfp.dsl import Model, Output
+
+from components.image import COINLINE_IMAGE
+
+
+@dsl.component(base_image=COINLINE_IMAGE, packages_to_install=[], install_kfp_package=False)
+def build_ensemble(
+    object_store_url: str,
+    run_id: str,
+    ensemble: Output[Model],
+    workers: int = 0,
+) -> int:
+    """Returns the number of coins with an ensemble. `ensemble` holds the stacking weights per coin."""
+    import json
+
+    from coinline.jsonsafe import clean
+    from coinline.step_env import step_lake
+    from coinline.training import stages
+
+    settings, lake = step_lake(object_store_url, COINLINE_TRAIN_WORKERS=workers)
+    weights = stages.ensemble_step(lake, run_id, workers=settings.train_workers or None)
+    with open(ensemble.path, "w") as f:
+        json.dump(clean({"run_id": run_id, "stacking_weights": weights}), f, indent=1, sort_keys=True)
+    stacked = sum(1 for w in weights.values() if w)
+    ensemble.metadata.update({"run_id": run_id, "coins": stacked,
+                              "lake_uri": lake.uri(stages.work_path(run_id, "ensemble"))})
+    return stacked

@@ -1,0 +1,31 @@
+"""train_specialists: the per-coin specialists of a prepared run (`coinline.training.stages.
+train_specialists_step`): XGBoost, LightGBM, Random Forest, LSTM and Transformer on every walk-forward
+fold and horizon, one Ray task per coin (RAY_ADDRESS: a cluster; else a local Ray on the pod's CPUs)."""
+
+from kfp import dsl
+from kfp.dsl import Model, Output
+
+from components.image import COINLINE_IMAGE
+
+
+@dsl.component(base_image=COINLINE_IMAGE, packages_to_install=[], install_kfp_package=False)
+def train_specialists(
+    object_store_url: str,
+    run_id: str,
+    specialists: Output[Model],
+    workers: int = 0,
+) -> int:
+    """Returns the number of coins trained. `specialists` describes where the models and out-of-fold
+    predictions are kept (metadata `lake_uri`); the deployable models are written with the run."""
+    import json
+
+    from coinline.step_env import step_lake
+    from coinline.training import stages
+
+    settings, lake = step_lake(object_store_url, COINLINE_TRAIN_WORKERS=workers)
+    coins = stages.train_specialists_step(lake, run_id, workers=settings.train_workers or None)
+    with open(specialists.path, "w") as f:
+        json.dump({"run_id": run_id, "coins": coins}, f, indent=1)
+    specialists.metadata.update({"run_id": run_id, "coins": len(coins),
+                                 "lake_uri": lake.uri(stages.work_path(run_id, "specialists"))})
+    return len(coins)
