@@ -8,19 +8,23 @@ promotion pointer expect one writer) and `no_catchup=True` (after a pause, one r
 run fetches whatever the lake lacks). Run parameters come from Settings; secrets never do: the pods get
 them from Kubernetes secrets as environment variables.
 
-    python -m pipelines.schedules --host http://ml-pipeline-ui.kubeflow:80 [--dry-run]
+    coinline schedule --host http://ml-pipeline-ui.kubeflow:80 [--dry-run]
+
+Ownership: these KFP recurring runs are for users who schedule inside Kubeflow. The Helm chart schedules
+the same work with Argo CronWorkflows (`coinline sync`, `coinline retrain --trigger ...`) and creates no
+KFP recurring runs, so enable one or the other, not both (both would be safe, since ingest leases, the
+retrain lock and the promotion pointer's compare-and-swap keep one writer, but would do the work twice).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from coinline.autopilot import RetrainPolicy
 from coinline.errors import ConfigError
 from coinline.settings import Settings
 from pipelines.compile import COMPILED
@@ -69,7 +73,8 @@ def train_params(s: Settings) -> dict[str, Any]:
 def plan_schedules(settings: Settings, *, sync_cron: str = SYNC_CRON,
                    train_cron: str | None = None) -> list[Schedule]:
     """The schedules the settings ask for: sync unless ENABLE_CONTINUOUS_INGESTION=false, retraining
-    (on `train_cron`, default UNIVERSE_REFRESH_CRON) unless ENABLE_AUTONOMOUS_RETRAINING=false."""
+    (on `train_cron`, default the retraining policy's cron, Mondays 04:00 UTC) unless
+    ENABLE_AUTONOMOUS_RETRAINING=false."""
     if urlparse(settings.object_store_url).scheme == "file":
         raise ConfigError(f"OBJECT_STORE_URL={settings.object_store_url!r} is a local path; scheduled runs on a "
                           f"cluster need a shared object store (s3://...)")
@@ -78,7 +83,7 @@ def plan_schedules(settings: Settings, *, sync_cron: str = SYNC_CRON,
         out.append(Schedule("coinline-sync-hourly", "sync", kfp_cron(sync_cron), ingest_params(settings)))
     if settings.enable_autonomous_retraining:
         out.append(Schedule("coinline-train-and-promote", "train_and_promote",
-                            kfp_cron(train_cron or settings.universe_refresh_cron), train_params(settings)))
+                            kfp_cron(train_cron or RetrainPolicy().cron), train_params(settings)))
     return out
 
 
@@ -113,36 +118,3 @@ def create_schedules(client: Any, settings: Settings, *, experiment: str = EXPER
         done.append({"name": s.name, "action": "created", "cron": s.cron,
                      "id": getattr(run, "recurring_run_id", None)})
     return done
-
-
-def main(argv: list[str] | None = None) -> int:
-    from coinline.settings import load_settings
-
-    parser = argparse.ArgumentParser(prog="python -m pipelines.schedules", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", help="KFP API endpoint (default: kfp.Client's own discovery)")
-    parser.add_argument("--namespace", default="kubeflow")
-    parser.add_argument("--experiment", default=EXPERIMENT)
-    parser.add_argument("--sync-cron", default=SYNC_CRON)
-    parser.add_argument("--train-cron", help="default: UNIVERSE_REFRESH_CRON")
-    parser.add_argument("--dry-run", action="store_true", help="print the schedules, create nothing")
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-        if args.dry_run:
-            plans = plan_schedules(settings, sync_cron=args.sync_cron, train_cron=args.train_cron)
-            print(json.dumps([s.__dict__ for s in plans], indent=1, sort_keys=True))
-            return 0
-        import kfp
-
-        client = kfp.Client(host=args.host, namespace=args.namespace)
-        done = create_schedules(client, settings, experiment=args.experiment, sync_cron=args.sync_cron,
-                                train_cron=args.train_cron)
-    except ConfigError as exc:
-        print(f"schedules: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(done, indent=1, sort_keys=True))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -620,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--namespace", default="kubeflow")
     sp.add_argument("--experiment", help="KFP experiment (default: coinline)")
     sp.add_argument("--sync-cron", help="KFP 6-field cron of the sync runs (default: hourly at :05)")
-    sp.add_argument("--train-cron", help="cron of the retraining runs (default: UNIVERSE_REFRESH_CRON)")
+    sp.add_argument("--train-cron", help="cron of the retraining runs (default: the retraining policy's, Mondays 04:00 UTC)")
     sp = sub.add_parser("replay", help="serve the offline replay venue")
     sp.add_argument("replay_cmd", choices=["serve"])
     sp.add_argument("--port", type=int, default=8787)

@@ -52,13 +52,15 @@ def pipeline_parameters(pipeline: str) -> set[str]:
     return set(doc["root"]["inputDefinitions"]["parameters"])
 
 
-def test_sync_hourly_and_retraining_on_the_configured_cron():
+def test_sync_hourly_and_retraining_on_the_retraining_policy_cron():
     client = FakeKfpClient()
     done = create_schedules(client, cluster_settings(universe_refresh_cron="0 3 * * 1"))
     assert [d["action"] for d in done] == ["created", "created"]
     by_name = {c["job_name"]: c for c in client.created}
     assert by_name["coinline-sync-hourly"]["cron_expression"] == SYNC_CRON == "0 5 * * * *"
-    assert by_name["coinline-train-and-promote"]["cron_expression"] == "0 0 3 * * 1"
+    # the retraining policy's weekly cron, not the universe refresh's
+    assert by_name["coinline-train-and-promote"]["cron_expression"] == "0 0 4 * * 1"
+    assert create_schedules(FakeKfpClient(), cluster_settings(), train_cron="0 6 * * *")[1]["cron"] == "0 0 6 * * *"
     for call in client.created:
         assert call["max_concurrency"] == 1 and call["no_catchup"] is True
         assert call["experiment_id"] == "exp-1"
@@ -113,3 +115,30 @@ def test_kfp_cron_has_a_seconds_field(given, expected):
 def test_a_malformed_cron_is_a_config_error():
     with pytest.raises(ConfigError, match="fields"):
         kfp_cron("every monday")
+
+
+def test_the_cli_creates_the_schedules_through_kfp_client(monkeypatch, capsys):
+    """`coinline schedule` (not --dry-run): kfp.Client built from --host/--namespace, schedules created once."""
+    import kfp
+
+    from coinline.cli import main
+
+    clients = []
+
+    def fake_client(host=None, namespace=None, **kw):
+        clients.append((host, namespace))
+        client = FakeKfpClient(existing=("coinline-sync-hourly",))
+        clients.append(client)
+        return client
+
+    monkeypatch.setattr(kfp, "Client", fake_client)
+    monkeypatch.setenv("OBJECT_STORE_URL", "s3://coinline-lake/lake")
+    monkeypatch.setenv("HIST_MARKET_DATA_API_KEY", "cli-canary-key-value")
+    assert main(["schedule", "--host", "http://kfp.example:8888", "--namespace", "team", "--json"]) == 0
+    (host, namespace), client = clients
+    assert (host, namespace) == ("http://kfp.example:8888", "team")
+    assert [c["job_name"] for c in client.created] == ["coinline-train-and-promote"]
+    out = json.loads(capsys.readouterr().out)
+    assert {d["name"]: d["action"] for d in out} == {"coinline-sync-hourly": "exists",
+                                                    "coinline-train-and-promote": "created"}
+    assert "cli-canary-key-value" not in json.dumps(client.created)
