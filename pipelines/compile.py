@@ -1,9 +1,9 @@
 """Compile every pipeline to `pipelines/compiled/<name>.yaml` (`python -m pipelines.compile`).
 
 Deterministic: the same code gives byte-identical specs (tests regenerate them and compare with the
-committed ones). `--check` only compares and exits 1 when a committed spec is stale. `--image REF`
-writes specs whose components run REF instead of the default image (use with `--out`; the committed
-specs always carry the default).
+committed ones). `--check` only compares and exits 1 when a committed spec is stale. `--image REF` and
+`--trainer-image REF` write specs whose components run REF instead of the default images (use with
+`--out`; the committed specs always carry the defaults).
 """
 
 from __future__ import annotations
@@ -15,21 +15,24 @@ from pathlib import Path
 
 from kfp import compiler
 
-from components.image import COINLINE_IMAGE
+from components.image import COINLINE_IMAGE, TRAINER_IMAGE
 from pipelines import PIPELINES
 
 COMPILED = Path(__file__).resolve().parent / "compiled"
 
 
-def compile_all(out: Path = COMPILED, *, image: str | None = None) -> list[Path]:
+def compile_all(out: Path = COMPILED, *, image: str | None = None, trainer_image: str | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    swaps = [(old, new) for old, new in ((COINLINE_IMAGE, image), (TRAINER_IMAGE, trainer_image)) if new and new != old]
     for name, pipeline in sorted(PIPELINES.items()):
         path = out / f"{name}.yaml"
         compiler.Compiler().compile(pipeline, str(path))
-        if image and image != COINLINE_IMAGE:
+        if swaps:
             text = path.read_text()
-            path.write_text(text.replace(f"image: {COINLINE_IMAGE}\n", f"image: {image}\n"))
+            for old, new in swaps:
+                text = text.replace(f"image: {old}\n", f"image: {new}\n")
+            path.write_text(text)
         written.append(path)
     return written
 
@@ -46,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.compile", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=COMPILED, help="output folder (default: pipelines/compiled)")
     parser.add_argument("--image", help=f"component image (default: {COINLINE_IMAGE})")
+    parser.add_argument("--trainer-image", help=f"image of the model-fitting steps (default: {TRAINER_IMAGE})")
     parser.add_argument("--check", action="store_true", help="compare with pipelines/compiled, write nothing")
     args = parser.parse_args(argv)
     if args.check:
@@ -53,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in bad:
             print(f"stale: pipelines/compiled/{name} (run `python -m pipelines.compile`)", file=sys.stderr)
         return 1 if bad else 0
-    if args.image and args.out.resolve() == COMPILED:
-        parser.error("--image needs --out: the committed specs carry the default image")
-    for path in compile_all(args.out, image=args.image):
+    if (args.image or args.trainer_image) and args.out.resolve() == COMPILED:
+        parser.error("--image/--trainer-image need --out: the committed specs carry the default images")
+    for path in compile_all(args.out, image=args.image, trainer_image=args.trainer_image):
         print(path)
     return 0
 

@@ -18,7 +18,7 @@ from kfp.dsl.python_component import PythonComponent
 import coinline.settings as settings_module
 from coinline.secrets import Secret
 from coinline.settings import Settings
-from components.image import COINLINE_IMAGE
+from components.image import COINLINE_IMAGE, TRAINER_IMAGE
 from pipelines import PIPELINES, steps
 from pipelines.compile import COMPILED, compile_all, stale
 from tests.pipelines.conftest import REPO
@@ -50,9 +50,10 @@ def test_component_compiles_to_the_coinline_image_without_installing_anything(pa
     out = tmp_path / "component.yaml"
     compiler.Compiler().compile(component, str(out))
     executors = yaml.safe_load(out.read_text())["deploymentSpec"]["executors"]
+    fits_models = path.parts[-3] == "training"  # the model-fitting steps run the trainer image
     for executor in executors.values():
         container = executor["container"]
-        assert container["image"] == COINLINE_IMAGE
+        assert container["image"] == (TRAINER_IMAGE if fits_models else COINLINE_IMAGE)
         assert "pip install" not in json.dumps(container), "the image carries coinline and kfp"
 
 
@@ -86,6 +87,10 @@ def test_image_override_rewrites_every_component(tmp_path):
         text = path.read_text()
         assert COINLINE_IMAGE not in text
         assert "image: registry.example/coinline:test" in text
+    trained = compile_all(tmp_path / "t", trainer_image="registry.example/trainer:cu126")
+    text = {p.stem: p.read_text() for p in trained}["full"]
+    assert TRAINER_IMAGE not in text and text.count("image: registry.example/trainer:cu126") == 4
+    assert f"image: {COINLINE_IMAGE}\n" in text
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINES))

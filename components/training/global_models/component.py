@@ -5,10 +5,10 @@ posteriors fitted walk-forward; its out-of-sample posteriors gate the specialist
 from kfp import dsl
 from kfp.dsl import Metrics, Model, Output
 
-from components.image import COINLINE_IMAGE
+from components.image import TRAINER_IMAGE
 
 
-@dsl.component(base_image=COINLINE_IMAGE, packages_to_install=[], install_kfp_package=False)
+@dsl.component(base_image=TRAINER_IMAGE, packages_to_install=[], install_kfp_package=False)
 def train_global_models(
     object_store_url: str,
     run_id: str,

@@ -7,10 +7,10 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Output
 
-from components.image import COINLINE_IMAGE
+from components.image import TRAINER_IMAGE
 
 
-@dsl.component(base_image=COINLINE_IMAGE, packages_to_install=[], install_kfp_package=False)
+@dsl.component(base_image=TRAINER_IMAGE, packages_to_install=[], install_kfp_package=False)
 def prepare_training(
     object_store_url: str,
     dataset_id: str,

@@ -5,10 +5,10 @@ fold and horizon, one Ray task per coin (RAY_ADDRESS: a cluster; else a local Ra
 from kfp import dsl
 from kfp.dsl import Model, Output
 
-from components.image import COINLINE_IMAGE
+from components.image import TRAINER_IMAGE
 
 
-@dsl.component(base_image=COINLINE_IMAGE, packages_to_install=[], install_kfp_package=False)
+@dsl.component(base_image=TRAINER_IMAGE, packages_to_install=[], install_kfp_package=False)
 def train_specialists(
     object_store_url: str,
     run_id: str,
