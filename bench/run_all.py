@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import backfill_requests, backfill_rss, ingest_throughput, sync_noop, training
+from bench import backfill_requests, backfill_rss, ingest_throughput, staged_training, sync_noop, training
 from bench._common import fmt_ratio, scale
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -30,6 +30,7 @@ BENCHMARKS = {
     "sync_noop": lambda opts: sync_noop.run(),
     "backfill_rss": lambda opts: backfill_rss.run(),
     "training": lambda opts: training.run(),
+    "staged_training": lambda opts: staged_training.run(),
 }
 
 
@@ -96,6 +97,11 @@ def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                      f"{max(m['peak_driver_rss_bytes'], m['driver_hwm_bytes']) / 1e6:,.0f} MB",
                      f"{m['baseline_bytes'] / 1e6:,.0f} MB", fmt_ratio(x["driver peak/baseline"]))]
         return out
+    if name == "staged_training":
+        return [(name, f"{r['coins']} coins: six pipeline steps / one train", f"{r['staged_seconds']:.1f} s",
+                 f"{r['whole_seconds']:.1f} s", fmt_ratio(x["staged/whole"])),
+                (name, "  step results kept in the lake", f"{r['work_bytes'] / 1e6:,.1f} MB", "", ""),
+                (name, "  runs/ files identical", "yes" if r["identical"] else "NO", "", "")]
     return [(name, "?", "", "", "")]
 
 
