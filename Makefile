@@ -60,5 +60,43 @@ chart: $(HELM) ## lint the Helm chart and render it (defaults, every toggle on) 
 	$(HELM) template coinline charts/coinline -f charts/coinline/ci/all-on-values.yaml > out/chart/all-on.yaml
 	@echo "rendered: out/chart/default.yaml out/chart/all-on.yaml"
 
-e2e: $(STAMP) ## kind end-to-end: build the image, install MinIO + chart, run the main job (needs kind/docker/kubectl)
-	$(BIN)/pytest -q -m e2e
+# checkov in its own venv (its pins conflict with the project's); renders every values file of the chart
+# (+ manifests/minio) into out/scan/ and fails on findings not in the baseline and on stale baseline entries.
+CHECKOV_VENV := .tools/checkov
+.PHONY: scan
+$(CHECKOV_VENV)/bin/checkov:
+	@test -x $(CHECKOV_VENV)/bin/python || $(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --disable-pip-version-check checkov==3.3.30
+
+scan: $(HELM) $(CHECKOV_VENV)/bin/checkov ## checkov policy scan of the chart against charts/coinline/ci/checkov-baseline.yaml
+	HELM=$(HELM) CHECKOV_VENV=$(CHECKOV_VENV) charts/coinline/ci/scan.sh out/scan
+
+# Container images, tagged with the version in pyproject.toml. The first engine that answers builds them
+# (CONTAINER_ENGINE=podman forces one). TORCH_VARIANT=cu126 builds the trainer with CUDA torch, tagged
+# <version>-cu126; cpu (the default) is tagged <version>.
+IMAGE_REGISTRY ?= ghcr.io/coinline
+VERSION ?= $(shell sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml | head -n 1)
+TORCH_VARIANT ?= cpu
+TRAINER_TAG := $(VERSION)$(if $(filter cpu,$(TORCH_VARIANT)),,-$(TORCH_VARIANT))
+CONTAINER_ENGINE ?=
+.PHONY: images
+images: ## build ghcr.io/coinline/coinline:VERSION and coinline-trainer:VERSION (docker, podman or nerdctl)
+	@test -n "$(VERSION)" || { echo "no version found in pyproject.toml" >&2; exit 1; }
+	@engine="$(CONTAINER_ENGINE)"; \
+	if [ -z "$$engine" ]; then \
+	  for e in docker podman nerdctl; do \
+	    if command -v $$e >/dev/null 2>&1 && $$e info >/dev/null 2>&1; then engine=$$e; break; fi; \
+	  done; \
+	fi; \
+	if [ -z "$$engine" ]; then \
+	  echo "no container engine: docker/podman/nerdctl not found, or none answers '<engine> info'" >&2; \
+	  echo "(start one, or set CONTAINER_ENGINE=...; the images are built from the repository root)" >&2; \
+	  exit 1; \
+	fi; \
+	set -ex; \
+	$$engine build -f images/coinline/Dockerfile -t $(IMAGE_REGISTRY)/coinline:$(VERSION) .; \
+	$$engine build -f images/trainer/Dockerfile --build-arg TORCH_VARIANT=$(TORCH_VARIANT) \
+	  -t $(IMAGE_REGISTRY)/coinline-trainer:$(TRAINER_TAG) .
+
+e2e: $(STAMP) ## kind e2e: both images, Kubeflow Pipelines, the chart, a full pipeline run, the lake in MinIO
+	$(BIN)/pytest -q -rs -m e2e tests/e2e

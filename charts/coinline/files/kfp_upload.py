@@ -1,13 +1,13 @@
-"""Upload coinline's compiled pipelines to Kubeflow Pipelines and keep its recurring runs in step.
+"""Upload coinline's compiled pipelines to Kubeflow Pipelines as new pipeline versions.
 
 Run by the chart's post-install/post-upgrade Job (kubeflow.enabled) with the coinline image, which carries
-kfp and the compiled pipelines (pipelines/compiled/*.yaml). Idempotent:
-- pipeline `<prefix><stem>` is created on first upload (KFP gives it a first version named after the
-  pipeline); each file content is uploaded once as version `<stem>-<sha256[:12]>`, which recurring runs
-  reference (an unchanged file uploads nothing);
-- each recurring run in the spec is created in the experiment, or replaced when its version, schedule,
-  parameters or concurrency differ from the spec.
-The spec (a JSON file, the one argument) is rendered from the chart's `kubeflow` values.
+kfp and the compiled pipelines (pipelines/compiled/*.yaml). Idempotent: pipeline `<prefix><stem>` is
+created on first upload (KFP gives it a first version named after the pipeline); each file content is
+uploaded once as version `<stem>-<sha256[:12]>` (an unchanged file uploads nothing).
+
+Recurring runs are not made here: on the cluster the chart's Argo CronWorkflows own recurring work, and
+KFP recurring runs belong to `coinline schedule` alone. The spec (a JSON file, the one argument) is
+rendered from the chart's `kubeflow` values.
 """
 
 from __future__ import annotations
@@ -57,61 +57,6 @@ def upload_pipelines(client: Any, compiled_dir: Path, prefix: str) -> dict[str, 
     return out
 
 
-def _experiment_id(client: Any, name: str, namespace: str | None) -> str:
-    try:
-        return client.get_experiment(experiment_name=name, namespace=namespace).experiment_id
-    except ValueError:  # kfp raises ValueError when no experiment has the name
-        return client.create_experiment(name, namespace=namespace).experiment_id
-
-
-def _recurring_runs(client: Any, experiment_id: str) -> dict[str, Any]:
-    out, token = {}, ""
-    while True:
-        resp = client.list_recurring_runs(page_token=token, page_size=100, experiment_id=experiment_id)
-        for r in resp.recurring_runs or []:
-            out[r.display_name] = r
-        token = resp.next_page_token or ""
-        if not token:
-            return out
-
-
-def _unchanged(existing: Any, run: dict, version_id: str) -> bool:
-    """Same version, schedule, parameters and concurrency as the spec asks for."""
-    ref = getattr(existing, "pipeline_version_reference", None)
-    cron = getattr(getattr(getattr(existing, "trigger", None), "cron_schedule", None), "cron", None)
-    params = getattr(getattr(existing, "runtime_config", None), "parameters", None) or {}
-    return (getattr(ref, "pipeline_version_id", None) == version_id and cron == run["cron"]
-            and params == (run.get("params") or {})
-            and str(getattr(existing, "max_concurrency", None)) == str(int(run.get("maxConcurrency", 1)))
-            and bool(getattr(existing, "no_catchup", None)) == bool(run.get("noCatchup", True)))
-
-
-def sync_recurring_runs(client: Any, spec: dict, uploaded: dict[str, tuple[str, str]]) -> None:
-    runs = spec.get("recurringRuns") or []
-    if not runs:
-        return
-    namespace = spec.get("namespace") or None
-    experiment_id = _experiment_id(client, spec.get("experiment") or "coinline", namespace)
-    existing = _recurring_runs(client, experiment_id)
-    for run in runs:
-        if run["pipeline"] not in uploaded:
-            raise SystemExit(f"kfp-upload: recurring run {run['name']}: no compiled pipeline {run['pipeline']!r}")
-        pipeline_id, version_id = uploaded[run["pipeline"]]
-        old = existing.get(run["name"])
-        if old is not None and _unchanged(old, run, version_id):
-            print(f"kfp-upload: recurring run {run['name']} unchanged")
-            continue
-        if old is not None:
-            client.delete_recurring_run(old.recurring_run_id)
-        client.create_recurring_run(
-            experiment_id, run["name"], cron_expression=run["cron"],
-            max_concurrency=int(run.get("maxConcurrency", 1)), no_catchup=bool(run.get("noCatchup", True)),
-            params=run.get("params") or {}, pipeline_id=pipeline_id, version_id=version_id, enabled=True,
-            service_account=spec.get("runServiceAccount") or None,
-        )
-        print(f"kfp-upload: recurring run {run['name']} {'replaced' if old else 'created'} ({run['cron']})")
-
-
 def make_client(spec: dict) -> Any:
     import kfp
 
@@ -130,8 +75,7 @@ def main(argv: list[str]) -> int:
         raise SystemExit("usage: kfp_upload.py SPEC.json")
     spec = json.loads(Path(argv[0]).read_text())
     client = make_client(spec)
-    uploaded = upload_pipelines(client, Path(spec["compiledDir"]), spec.get("pipelinePrefix") or "")
-    sync_recurring_runs(client, spec, uploaded)
+    upload_pipelines(client, Path(spec["compiledDir"]), spec.get("pipelinePrefix") or "")
     return 0
 
 

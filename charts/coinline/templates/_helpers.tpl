@@ -70,14 +70,145 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "ray://%s-head-svc.%s.svc:%d" (include "coinline.rayClusterName" .) .Release.Namespace (int .Values.ray.clientPort) }}
 {{- end }}
 
-{{- define "coinline.minioEndpoint" -}}
-{{- default (printf "http://%s.%s.svc:%d" .Values.minio.serviceName .Release.Namespace (int .Values.minio.port)) .Values.minio.endpoint }}
+{{/* MinIO: in the chart (minio.enabled) or running elsewhere (minio.external); never both. */}}
+{{- define "coinline.minioName" -}}
+{{- printf "%s-minio" (include "coinline.fullname" .) }}
 {{- end }}
 
-{{/* Environment of every coinline container: secrets by key (optional), then fixed and extra env. */}}
+{{- define "coinline.minioSelectorLabels" -}}
+{{ include "coinline.selectorLabels" . }}
+app.kubernetes.io/component: minio
+{{- end }}
+
+{{/* The S3 endpoint of the MinIO the chart knows about ("" when none). */}}
+{{- define "coinline.minioEndpoint" -}}
+{{- $m := .Values.minio -}}
+{{- if and $m.enabled $m.external }}
+{{- fail "minio.enabled (MinIO in this chart) and minio.external (MinIO elsewhere) are mutually exclusive" }}
+{{- else if $m.enabled }}
+{{- printf "http://%s.%s.svc:%d" (include "coinline.minioName" .) .Release.Namespace (int $m.port) }}
+{{- else if $m.external }}
+{{- default (printf "http://%s.%s.svc:%d" $m.serviceName .Release.Namespace (int $m.port)) $m.endpoint }}
+{{- end }}
+{{- end }}
+
+{{/* OBJECT_STORE_ENDPOINT_URL as coinline sees it: config wins, then the MinIO endpoint, else "" (AWS S3). */}}
+{{- define "coinline.objectStoreEndpoint" -}}
+{{- default (include "coinline.minioEndpoint" .) (toString .Values.config.OBJECT_STORE_ENDPOINT_URL) }}
+{{- end }}
+
+{{/* The bucket of config.OBJECT_STORE_URL (s3://BUCKET/prefix); the chart's MinIO needs one. */}}
+{{- define "coinline.lakeBucket" -}}
+{{- $url := toString .Values.config.OBJECT_STORE_URL -}}
+{{- if not (regexMatch "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$" $url) }}
+{{- fail (printf "minio.enabled needs config.OBJECT_STORE_URL of the form s3://BUCKET/prefix with a valid bucket name (3-63 of a-z 0-9 . -), got %q" $url) }}
+{{- end }}
+{{- regexReplaceAll "^s3://([^/]+).*$" $url "${1}" }}
+{{- end }}
+
+{{/* The Secret holding MinIO's root user and password: minio.auth.existingSecret, else the coinline
+Secret (keys OBJECT_STORE_ACCESS_KEY_ID / OBJECT_STORE_SECRET_ACCESS_KEY by default, so one Secret
+serves MinIO and coinline). Fails when there is none. */}}
+{{- define "coinline.minioSecretName" -}}
+{{- $a := .Values.minio.auth -}}
+{{- $name := default (include "coinline.secretName" .) $a.existingSecret -}}
+{{- if not $name }}
+{{- fail "minio.enabled needs credentials: set minio.auth.existingSecret (a Secret with the keys minio.auth.userKey and minio.auth.passwordKey), or secret.existingSecret holding OBJECT_STORE_ACCESS_KEY_ID and OBJECT_STORE_SECRET_ACCESS_KEY" }}
+{{- end }}
+{{- if and (not $a.existingSecret) .Values.secret.create }}
+{{- range (list $a.userKey $a.passwordKey) }}
+{{- if not (hasKey $.Values.secret.values .) }}
+{{- fail (printf "minio.enabled with secret.create: secret.values needs %s (MinIO's root credentials)" .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $name }}
+{{- end }}
+
+{{/* MinIO's credentials as files (not environment variables): a volume and where it is mounted. */}}
+{{- define "coinline.minioCredentialsVolume" -}}
+name: minio-credentials
+secret:
+  secretName: {{ include "coinline.minioSecretName" . }}
+  defaultMode: 288    # 0440: read for the owner and the pod's fsGroup
+  items:
+    - {key: {{ .Values.minio.auth.userKey }}, path: root-user}
+    - {key: {{ .Values.minio.auth.passwordKey }}, path: root-password}
+{{- end }}
+
+{{- define "coinline.minioCredentialsDir" -}}
+/etc/minio/credentials
+{{- end }}
+
+{{/* Egress rule to the object store's MinIO (in the chart or external), for the NetworkPolicies. */}}
+{{- define "coinline.minioEgress" -}}
+{{- $m := .Values.minio -}}
+{{- if $m.enabled }}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "coinline.minioSelectorLabels" . | nindent 10 }}
+  ports:
+    - {protocol: TCP, port: {{ $m.port }}}
+{{- else if $m.external }}
+- to:
+    - podSelector:
+        {{- toYaml $m.podSelector | nindent 8 }}
+      {{- with $m.namespaceSelector }}
+      namespaceSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+  ports:
+    - {protocol: TCP, port: {{ $m.port }}}
+{{- end }}
+{{- end }}
+
+{{/* The recurring work: values key under `schedules` -> object name suffix and component label. Names
+stay short: a CronJob (and a CronWorkflow's workflows) add 11 characters to a name of at most 52. */}}
+{{- define "coinline.scheduleParts" -}}
+sync: {suffix: sync, component: sync}
+universeRefresh: {suffix: universe, component: universe-refresh}
+retrain: {suffix: retrain, component: retrain}
+driftCheck: {suffix: drift-check, component: drift-check}
+run: {suffix: run, component: run}
+{{- end }}
+
+{{/* Every component label of a coinline (not Ray, not MinIO) pod, for the NetworkPolicies. */}}
+{{- define "coinline.appComponents" -}}
+{{- $out := list "sync-follow" "kfp-upload" "minio-bucket" -}}
+{{- range $key, $p := include "coinline.scheduleParts" . | fromYaml }}
+{{- $out = append $out $p.component }}
+{{- end }}
+{{- toJson (sortAlpha $out) }}
+{{- end }}
+
+{{/* The cron expression of one schedule: universe refresh follows config.UNIVERSE_REFRESH_CRON (one
+setting for coinline and the cluster); the others their own `schedule`. Five fields or @hourly-style. */}}
+{{- define "coinline.cronOf" -}}
+{{- $cron := ternary (toString .root.Values.config.UNIVERSE_REFRESH_CRON) (toString .c.schedule) (eq .key "universeRefresh") -}}
+{{- $from := ternary "config.UNIVERSE_REFRESH_CRON" (printf "schedules.%s.schedule" .key) (eq .key "universeRefresh") -}}
+{{- if not (regexMatch "^(@(yearly|annually|monthly|weekly|daily|hourly)|[^ ]+( +[^ ]+){4})$" (trim $cron)) }}
+{{- fail (printf "%s must be a 5-field cron (minute hour day-of-month month day-of-week) or @hourly-style, got %q" $from $cron) }}
+{{- end }}
+{{- trim $cron }}
+{{- end }}
+
+{{/* Does any schedule render (as a CronJob or a CronWorkflow)? "true" or "". */}}
+{{- define "coinline.anySchedule" -}}
+{{- range $key, $_ := include "coinline.scheduleParts" . | fromYaml }}
+{{- if (index $.Values.schedules $key).enabled }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* Environment of every coinline container: secrets by key (optional), then fixed and extra env.
+Call with the root context, or (dict "root" $ "noSecretEnv" true) for a container that needs no secret. */}}
 {{- define "coinline.env" -}}
+{{- $root := . -}}
+{{- $noSecret := false -}}
+{{- if hasKey . "root" }}{{ $root = .root }}{{ $noSecret = .noSecretEnv }}{{ end -}}
+{{- with $root }}
 {{- $secret := include "coinline.secretName" . -}}
-{{- if $secret }}
+{{- if and $secret (not $noSecret) }}
 {{- range .Values.secret.keys }}
 - name: {{ . }}
   valueFrom:
@@ -95,18 +226,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+{{- end }}
 
-{{/*
-The pod spec shared by the CronJobs, the follower and the uploader.
-Call with (dict "root" $ "component" "run" "args" list "resources" map "shm" "2Gi" "restartPolicy" "Never").
-*/}}
-{{- define "coinline.podSpec" -}}
-{{- $root := .root -}}
-{{- $v := $root.Values -}}
-serviceAccountName: {{ include "coinline.serviceAccountName" $root }}
-automountServiceAccountToken: false
-enableServiceLinks: false
-restartPolicy: {{ .restartPolicy }}
+{{/* Pod-level placement and security shared by every coinline pod (Kubernetes pod spec or Argo
+workflow spec: both spell these fields the same). */}}
+{{- define "coinline.podPlacement" -}}
+{{- $v := .Values -}}
 securityContext:
   {{- toYaml $v.podSecurityContext | nindent 2 }}
 {{- with $v.imagePullSecrets }}
@@ -125,73 +250,103 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-containers:
-  - name: coinline
-    image: {{ include "coinline.image" $v.image }}
-    imagePullPolicy: {{ $v.image.pullPolicy }}
-    {{- with .command }}
-    command:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
-    args:
-      {{- toYaml .args | nindent 6 }}
-    workingDir: /var/lib/coinline
-    envFrom:
-      - configMapRef:
-          name: {{ include "coinline.fullname" $root }}-config
-    env:
-      {{- include "coinline.env" $root | trim | nindent 6 }}
-      {{- if $v.ray.enabled }}
-      - name: RAY_ADDRESS
-        value: {{ include "coinline.rayAddress" $root | quote }}
-      {{- with $v.ray.env }}
-      {{- toYaml . | nindent 6 }}
-      {{- end }}
-      {{- end }}
-      {{- with .extraEnv }}
-      {{- toYaml . | nindent 6 }}
-      {{- end }}
-    resources:
-      {{- toYaml .resources | nindent 6 }}
-    securityContext:
-      {{- toYaml $v.securityContext | nindent 6 }}
-    volumeMounts:
-      - name: tmp
-        mountPath: /tmp
-      - name: work
-        mountPath: /var/lib/coinline
-      {{- if $v.scratch.universeClaim }}
-      - name: universe
-        mountPath: /var/lib/coinline/universe
-      {{- end }}
-      {{- if .shm }}
-      - name: dshm
-        mountPath: /dev/shm
-      {{- end }}
-      {{- with .extraMounts }}
-      {{- toYaml . | nindent 6 }}
-      {{- end }}
-volumes:
+{{- end }}
+
+{{/*
+The coinline container (without its name): image, args, environment, resources, hardening, scratch mounts.
+Call with (dict "root" $ "args" list "resources" map "shm" "2Gi" "command" list "extraEnv" list
+"extraMounts" list "noSecretEnv" bool).
+*/}}
+{{- define "coinline.container" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+image: {{ include "coinline.image" $v.image }}
+imagePullPolicy: {{ $v.image.pullPolicy }}
+{{- with .command }}
+command:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+args:
+  {{- toYaml .args | nindent 2 }}
+workingDir: /var/lib/coinline
+envFrom:
+  - configMapRef:
+      name: {{ include "coinline.fullname" $root }}-config
+env:
+  {{- include "coinline.env" (dict "root" $root "noSecretEnv" .noSecretEnv) | trim | nindent 2 }}
+  {{- if $v.ray.enabled }}
+  - name: RAY_ADDRESS
+    value: {{ include "coinline.rayAddress" $root | quote }}
+  {{- with $v.ray.env }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+  {{- end }}
+  {{- with .extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+resources:
+  {{- toYaml .resources | nindent 2 }}
+securityContext:
+  {{- toYaml $v.securityContext | nindent 2 }}
+volumeMounts:
   - name: tmp
-    emptyDir:
-      sizeLimit: {{ $v.scratch.tmpSizeLimit }}
+    mountPath: /tmp
   - name: work
-    emptyDir:
-      sizeLimit: {{ $v.scratch.workSizeLimit }}
+    mountPath: /var/lib/coinline
   {{- if $v.scratch.universeClaim }}
   - name: universe
-    persistentVolumeClaim:
-      claimName: {{ $v.scratch.universeClaim }}
+    mountPath: /var/lib/coinline/universe
   {{- end }}
   {{- if .shm }}
   - name: dshm
-    emptyDir:
-      medium: Memory
-      sizeLimit: {{ .shm }}
+    mountPath: /dev/shm
   {{- end }}
-  {{- with .extraVolumes }}
+  {{- with .extraMounts }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- end }}
+
+{{/* The volumes behind coinline.container's mounts (same dict). */}}
+{{- define "coinline.volumes" -}}
+{{- $v := .root.Values -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ $v.scratch.tmpSizeLimit }}
+- name: work
+  emptyDir:
+    sizeLimit: {{ $v.scratch.workSizeLimit }}
+{{- if $v.scratch.universeClaim }}
+- name: universe
+  persistentVolumeClaim:
+    claimName: {{ $v.scratch.universeClaim }}
+{{- end }}
+{{- if .shm }}
+- name: dshm
+  emptyDir:
+    medium: Memory
+    sizeLimit: {{ .shm }}
+{{- end }}
+{{- with .extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod spec shared by the CronJobs, the follower and the hook Jobs: coinline.container and
+coinline.volumes plus (dict ... "restartPolicy" "Never" "extraVolumes" list).
+*/}}
+{{- define "coinline.podSpec" -}}
+{{- $root := .root -}}
+serviceAccountName: {{ include "coinline.serviceAccountName" $root }}
+automountServiceAccountToken: false
+enableServiceLinks: false
+restartPolicy: {{ .restartPolicy }}
+{{ include "coinline.podPlacement" $root }}
+containers:
+  - name: coinline
+    {{- include "coinline.container" . | nindent 4 }}
+volumes:
+  {{- include "coinline.volumes" . | nindent 2 }}
 {{- end }}
 
 {{/* Pod labels of one workload. */}}
