@@ -6,7 +6,8 @@ The steps call the same functions as `training.run.train` in the same order of r
 run writes byte-identical `runs/<run_id>/` artifacts (tested). Between steps the state lives under
 `work/<run_id>/` as pickles: scratch of one code version, written and read by this module only, never
 evidence (the run's manifest names none of it) and safe to delete once the run's manifest exists.
-Every step is idempotent: rerunning it rewrites the same bytes.
+Every step is idempotent: rerunning it rewrites the same bytes. The last step deletes the step results
+once the run is written (`keep_work=True` keeps them for inspection).
 """
 
 from __future__ import annotations
@@ -124,13 +125,27 @@ def evaluate_step(lake: Lake, run_id: str) -> dict[str, Any]:
     return metrics
 
 
-def simulate_step(lake: Lake, run_id: str) -> TrainRun:
+def simulate_step(lake: Lake, run_id: str, *, keep_work: bool = False) -> TrainRun:
     """The deterministic trading simulation of the ensemble's signals; then the run's artifacts and
-    manifest under `runs/<run_id>/`, exactly as `train` writes them."""
+    manifest under `runs/<run_id>/`, exactly as `train` writes them; then (unless `keep_work`) the step
+    results are deleted. A rerun after that returns the written run (a retried pod finds its work done)."""
+    if lake.read_bytes(work_path(run_id, "evaluation")) is None:
+        written = _written_run(lake, run_id)
+        if written is not None:
+            return written
     prep, tuning = _prepared(lake, run_id)
     results = _get(lake, run_id, "ensemble")
     metrics = with_simulation(prep, results, _get(lake, run_id, "evaluation"))
-    return persist_run(lake, prep, results, _get(lake, run_id, "regime"), tuning, metrics)
+    run = persist_run(lake, prep, results, _get(lake, run_id, "regime"), tuning, metrics)
+    if not keep_work:
+        clear_work(lake, run_id)
+    return run
+
+
+def _written_run(lake: Lake, run_id: str) -> TrainRun | None:
+    manifest = lake.read_json(f"runs/{run_id}/manifest.json")
+    metrics = lake.read_json(f"runs/{run_id}/metrics.json")
+    return TrainRun(run_id, metrics, manifest) if manifest is not None and metrics is not None else None
 
 
 def clear_work(lake: Lake, run_id: str) -> int:
