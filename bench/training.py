@@ -18,8 +18,9 @@ clock), USD at 1h, i.e. the same synthetic-but-realistic series the other benchm
    speedup = t(1 worker) / t(2 workers) (goal >= 1.6x); also the fan-out alone (`map_tasks`, timed by
    wrapping it) and whether the two runs wrote byte-identical metrics.json (they must). Diagnostic, between
    the two: `train(workers=1)` again with every OpenMP/BLAS pool limited to one thread (threadpoolctl), as
-   Ray runs its workers (OMP_NUM_THREADS=1, checked in the workers); the in-process default leaves those
-   pools at one thread per core, so t(that run)/t(2 workers) is the speedup of parallelism alone.
+   Ray runs its workers (OMP_NUM_THREADS=1, checked in the workers). The in-process default limits the
+   pools to one thread during the per-coin fan-out only (`executor.map_tasks`); this diagnostic limits the
+   whole run, so t(that run)/t(2 workers) is the speedup of parallelism alone.
    CPU seconds (this process + its live descendants) and cores busy = CPU/wall are printed for every run.
 3. Peak memory: the workers=2 run of (2) in a child process (`python -m bench.training --child ...`) that
    imports everything a training run imports and notes its RSS (the baseline, the reference); this process

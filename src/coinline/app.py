@@ -92,11 +92,16 @@ class App:
         self.close()
 
 
-def build_app(settings: Settings, *, now: datetime | None = None) -> App:
-    now = (now or datetime.now(UTC)).astimezone(UTC)
-    lake = open_lake(settings.object_store_url, endpoint_url=settings.object_store_endpoint_url,
+def settings_lake(settings: Settings):
+    """The lake OBJECT_STORE_URL and the object-store settings name."""
+    return open_lake(settings.object_store_url, endpoint_url=settings.object_store_endpoint_url,
                      access_key=settings.object_store_access_key_id,
                      secret_key=settings.object_store_secret_access_key, region=settings.object_store_region)
+
+
+def build_app(settings: Settings, *, now: datetime | None = None) -> App:
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    lake = settings_lake(settings)
     tables.ensure_tables(lake)
     universe = load_universe(settings.training_universe_version, Path(settings.universe_dir))
     hist, kraken, gecko, replay = (settings.hist_base_url, settings.kraken_public_base_url,

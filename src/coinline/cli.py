@@ -328,14 +328,12 @@ def cmd_approve(args) -> int:
 
 def _lake_now(args):
     """Settings -> (lake, now) only: the promotion verbs need no providers or replay venue."""
-    from coinline.lake import open_lake
+    from coinline.app import settings_lake
 
     s = load_settings()
     setup_logging(s.secrets(), verbose=getattr(args, "verbose", False))
     now = parse_iso_utc(args.now) if getattr(args, "now", None) else datetime.now(UTC)
-    lake = open_lake(s.object_store_url, endpoint_url=s.object_store_endpoint_url, access_key=s.object_store_access_key_id,
-                     secret_key=s.object_store_secret_access_key, region=s.object_store_region)
-    return lake, now
+    return settings_lake(s), now
 
 
 def cmd_promote(args) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from coinline.lake import open_lake
+from coinline.app import settings_lake
 from coinline.lake.store import Lake
 from coinline.logs import setup_logging
 from coinline.settings import Settings, load_settings
@@ -22,10 +22,7 @@ def step_settings(params: Mapping[str, object]) -> Settings:
     return settings
 
 
-def settings_lake(settings: Settings) -> Lake:
-    return open_lake(settings.object_store_url, endpoint_url=settings.object_store_endpoint_url,
-                     access_key=settings.object_store_access_key_id,
-                     secret_key=settings.object_store_secret_access_key, region=settings.object_store_region)
+__all__ = ["settings_lake", "step_lake", "step_settings"]
 
 
 def step_lake(object_store_url: str, **params: object) -> tuple[Settings, Lake]:

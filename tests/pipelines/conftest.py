@@ -3,12 +3,26 @@
 
 from __future__ import annotations
 
+import builtins
+import logging
 from pathlib import Path
 
 import pytest
 from kfp import local
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _restore_print_and_logging():
+    """kfp.local swaps `builtins.print` for an indenting one while it runs a task and, on some failure
+    paths, leaves it swapped; later tests in this process would see indented output. Put both back."""
+    original_print, root = builtins.print, logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    builtins.print = original_print
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def init_local(pipeline_root: Path, *, raise_on_error: bool = True) -> Path:
