@@ -182,3 +182,24 @@ def test_params_factory_and_runtime_restored():
     assert torch.get_num_threads() == threads
     assert torch.are_deterministic_algorithms_enabled() == det
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_device_that_is_not_cpu_or_cuda_is_refused_by_name():
+    with pytest.raises(ValueError, match="device must be cpu, cuda or cuda:N, got 'gpu'"):
+        make_sequence_model("lstm", {**FAST, "device": "gpu"})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_asking_for_cuda_without_a_gpu_fails_instead_of_quietly_using_the_cpu(family):
+    F, targets = _series(signal=False)
+    with pytest.raises(RuntimeError, match=r"sequence.device='cuda' but torch .* sees no CUDA GPU"):
+        _fit(family, F, targets, device="cuda")
+
+
+def test_the_device_is_part_of_the_training_config_and_its_hash():
+    from coinline.training.config import TrainConfig, train_config_from_json
+
+    cfg = train_config_from_json('{"sequence": {"device": "cuda:1"}}')
+    assert cfg.sequence.device == "cuda:1" and TrainConfig().sequence.device == "cpu"
+    assert cfg.config_hash() != TrainConfig().config_hash()

@@ -17,8 +17,8 @@ rate (mean of dir on calib rows, train rows if there are none). predict_extra(F,
 
 Determinism: fit / predict run with torch.set_num_threads(1), deterministic algorithms on, the global torch
 RNG forked and seeded (restored afterwards), float32, dropout 0. Same seed -> bit-identical predictions and
-`to_bytes` on CPU. `device="cuda"` (params) trains on a GPU when available; determinism is only promised on
-CPU. `to_bytes` is a custom, byte-stable format (JSON header with sorted keys + raw little-endian arrays);
+`to_bytes` on CPU. `device="cuda"` (params, `SequenceConfig.device`) trains on a GPU and fails when torch
+sees none; determinism is only promised on CPU. `to_bytes` is a custom, byte-stable format (JSON header with sorted keys + raw little-endian arrays);
 `SequenceModel.from_bytes` restores it.
 """
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -47,7 +48,7 @@ _CLIP = 10.0
 
 
 def _resolve_params(params: SequenceConfig | Mapping[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {**asdict(SequenceConfig()), "device": "cpu"}
+    out: dict[str, Any] = asdict(SequenceConfig())
     if isinstance(params, SequenceConfig):
         out.update(asdict(params))
     elif params is not None:
@@ -61,6 +62,8 @@ def _resolve_params(params: SequenceConfig | Mapping[str, Any] | None) -> dict[s
             raise ValueError(f"sequence param {k} must be >= 1, got {out[k]}")
     out["lr"] = float(out["lr"])
     out["device"] = str(out["device"])
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", out["device"]):
+        raise ValueError(f"sequence param device must be cpu, cuda or cuda:N, got {out['device']!r}")
     return out
 
 
@@ -109,7 +112,11 @@ class SequenceModel:
     # ---------------------------------------------------------------- helpers
     def _device(self) -> torch.device:
         want = self.params["device"]
-        return torch.device("cuda" if want.startswith("cuda") and torch.cuda.is_available() else "cpu")
+        if want.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"sequence.device={want!r} but torch {torch.__version__} sees no CUDA GPU (CUDA build: "
+                               f"{torch.version.cuda or 'none'}); use the trainer image built with TORCH_VARIANT=cuXYZ "
+                               f"on a GPU node, or device 'cpu'")
+        return torch.device(want)
 
     def _standardize(self, F: np.ndarray) -> np.ndarray:
         Fs = (np.asarray(F, dtype=np.float64) - self.mean_) / self.std_

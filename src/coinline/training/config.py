@@ -35,6 +35,9 @@ class SequenceConfig:
     patience: int = 2
     lr: float = 3e-3
     max_train_samples: int = 2000   # most recent training samples used (keeps CPU time bounded)
+    # "cpu" (bit-identical reruns) or "cuda" / "cuda:N" (the trainer image built with TORCH_VARIANT=cuXYZ on a
+    # GPU node; a run that asks for CUDA where torch sees no GPU fails instead of quietly using the CPU)
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
