@@ -121,28 +121,27 @@ def materialize(interval, *, k8s: dict, object_store_url, quotes, universe_versi
 def train_report_promote(dataset: dsl.PipelineTask, interval, *, k8s: dict, object_store_url, train_quote,
                          train_symbols, train_config_json, train_workers, promote, now) -> None:
     """Train on the dataset one step at a time (prepare; per-coin specialists on Ray beside the global regime
-    model; ensemble; evaluate; simulate, which writes the run), turn the run's metrics into KFP
-    visualizations, then (when `promote`) decide promotion through the gates, and last the HTML oversight
-    report, which shows that decision."""
+    model; ensemble; evaluate; simulate, which writes the run), each step consuming the artifact of the one
+    before (the run's lineage in KFP's metadata), turn the run's metrics into KFP visualizations, then (when
+    `promote`) decide promotion through the gates, and last the HTML oversight report, which shows it."""
     store = dict(object_store_url=object_store_url)
-    prepared = lake_task(prepare_training(dataset_id=dataset.outputs["dataset_id"], interval=interval,
-                                          quote=train_quote, symbols=train_symbols,
-                                          train_config_json=train_config_json, workers=train_workers, **store),
-                         "prepare training", k8s)
-    run_id = prepared.outputs["run_id"]
-    specialists = lake_task(train_specialists(run_id=run_id, workers=train_workers, **store),
+    prepared = lake_task(prepare_training(dataset=dataset.outputs["manifest"], interval=interval, quote=train_quote,
+                                          symbols=train_symbols, train_config_json=train_config_json,
+                                          workers=train_workers, **store), "prepare training", k8s)
+    specialists = lake_task(train_specialists(prepared=prepared.outputs["prepared"], workers=train_workers, **store),
                             "per-coin specialists", k8s)
     specialists.set_cpu_request(TRAIN_CPU).set_memory_request(TRAIN_MEMORY)
-    regime = lake_task(train_global_models(run_id=run_id, **store), "global regime model", k8s)
-    ensemble = lake_task(build_ensemble(run_id=run_id, workers=train_workers, **store), "ensemble", k8s)
-    ensemble.after(specialists, regime)
-    evaluated = lake_task(evaluate_run(run_id=run_id, **store), "evaluate", k8s).after(ensemble)
-    simulated = lake_task(simulate_run(run_id=run_id, **store), "simulate", k8s).after(evaluated)
+    regime = lake_task(train_global_models(prepared=prepared.outputs["prepared"], **store), "global regime model", k8s)
+    ensemble = lake_task(build_ensemble(specialists=specialists.outputs["specialists"],
+                                        regime_model=regime.outputs["regime_model"], workers=train_workers, **store),
+                         "ensemble", k8s)
+    evaluated = lake_task(evaluate_run(ensemble=ensemble.outputs["ensemble"], **store), "evaluate", k8s)
+    simulated = lake_task(simulate_run(evaluation=evaluated.outputs["evaluation"], **store), "simulate", k8s)
     reported = report_metrics(run_metrics=simulated.outputs["run_metrics"]).set_display_name("report metrics")
+    run_id = simulated.outputs["Output"]
     with dsl.If(promote == True, name="promotion-enabled"):  # noqa: E712 (compares a pipeline parameter)
-        decided = lake_task(promote_run(run_id=simulated.outputs["Output"], now=now, **store), "promote", k8s)
-        lake_task(report_html(run_id=simulated.outputs["Output"], now=now, **store),
-                  "oversight report", k8s).after(decided, reported)
+        decided = lake_task(promote_run(run_manifest=simulated.outputs["run_manifest"], now=now, **store),
+                            "promote", k8s)
+        lake_task(report_html(run_id=run_id, now=now, **store), "oversight report", k8s).after(decided, reported)
     with dsl.Else(name="promotion-disabled"):
-        lake_task(report_html(run_id=simulated.outputs["Output"], now=now, **store),
-                  "oversight report", k8s).after(reported)
+        lake_task(report_html(run_id=run_id, now=now, **store), "oversight report", k8s).after(reported)

@@ -22,10 +22,27 @@ def step_settings(params: Mapping[str, object]) -> Settings:
     return settings
 
 
-__all__ = ["settings_lake", "step_lake", "step_settings"]
+__all__ = ["artifact_field", "settings_lake", "step_lake", "step_settings"]
 
 
 def step_lake(object_store_url: str, **params: object) -> tuple[Settings, Lake]:
     """Settings and lake of a step whose only setting parameter besides `params` is the lake's URL."""
     settings = step_settings({"OBJECT_STORE_URL": object_store_url, **params})
     return settings, settings_lake(settings)
+
+
+def artifact_field(path: str, field: str) -> str:
+    """`field` (e.g. run_id, dataset_id) of the JSON document an upstream step wrote as its output artifact:
+    steps pass artifacts, not bare ids, so the pipeline's lineage graph shows what each step consumed."""
+    import json
+
+    from coinline.errors import CoinlineError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f).get(field)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise CoinlineError(f"input artifact {path}: cannot read {field!r} ({exc})") from None
+    if not isinstance(value, str) or not value:
+        raise CoinlineError(f"input artifact {path} names no {field!r}")
+    return value

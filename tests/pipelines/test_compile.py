@@ -160,3 +160,24 @@ def test_full_pipeline_fans_out_per_coin_group_and_per_interval():
             "comp-check-parity", "comp-materialize-dataset", "comp-prepare-training", "comp-train-specialists",
             "comp-train-global-models", "comp-build-ensemble", "comp-evaluate-run", "comp-simulate-run",
             "comp-report-metrics", "comp-report-html", "comp-promote-run", "comp-notify-status"} <= refs
+
+
+@pytest.mark.parametrize("name", ["train_and_promote", "full"])
+def test_training_steps_consume_the_artifacts_of_the_steps_before_them(name):
+    """The run's lineage is a chain of artifacts (KFP metadata shows what each step consumed), not bare ids."""
+    tasks = tasks_of(spec(name))
+
+    def consumed(task):
+        arts = tasks[task].get("inputs", {}).get("artifacts", {})
+        return {(k, v["taskOutputArtifact"]["producerTask"]) for k, v in arts.items() if "taskOutputArtifact" in v}
+
+    assert consumed("prepare-training") == {("dataset", "materialize-dataset")}
+    assert consumed("train-specialists") == {("prepared", "prepare-training")}
+    assert consumed("train-global-models") == {("prepared", "prepare-training")}
+    assert consumed("build-ensemble") == {("specialists", "train-specialists"), ("regime_model", "train-global-models")}
+    assert consumed("evaluate-run") == {("ensemble", "build-ensemble")}
+    assert consumed("simulate-run") == {("evaluation", "evaluate-run")}
+    # inside dsl.If the artifact arrives through the condition's input, named after its producer
+    assert tasks["promote-run"]["inputs"]["artifacts"] == {
+        "run_manifest": {"componentInputArtifact": "pipelinechannel--simulate-run-run_manifest"}}
+    assert "promote-run" in tasks["report-html"]["dependentTasks"]  # the report shows the decision

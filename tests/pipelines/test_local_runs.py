@@ -98,6 +98,8 @@ def test_full_pipeline_leaves_a_dataset_a_run_and_a_status_record_in_the_lake(fu
     metrics = lake.read_json(f"runs/{run_id}/metrics.json")
     assert metrics["dataset_id"] == dataset_id
     assert json.loads(next(run.rglob("simulate-run/run_metrics")).read_text()) == metrics
+    prepared_doc = json.loads(next(run.rglob("prepare-training/prepared")).read_text())
+    assert (prepared_doc["run_id"], prepared_doc["dataset_id"]) == (run_id, dataset_id)
     evaluation = json.loads(next(run.rglob("evaluate-run/evaluation")).read_text())
     assert evaluation["skill"] == metrics["skill"] and "simulation" not in evaluation
     assert lake.read_json(f"runs/{run_id}/manifest.json")["dataset_hash"] == manifest["content_hash"]

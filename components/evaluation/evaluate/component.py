@@ -3,7 +3,7 @@ coin x horizon x model and the ensemble, against base-rate, momentum and random-
 tests, Holm-corrected pooled skill, hindcast and forward checks. Pooled skill surfaces as KFP Metrics."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Metrics, Output
+from kfp.dsl import Artifact, Input, Metrics, Model, Output
 
 from components.image import COINLINE_IMAGE
 
@@ -11,15 +11,16 @@ from components.image import COINLINE_IMAGE
 @dsl.component(base_image=COINLINE_IMAGE, packages_to_install=[], install_kfp_package=False)
 def evaluate_run(
     object_store_url: str,
-    run_id: str,
+    ensemble: Input[Model],
     evaluation: Output[Artifact],
     skill: Output[Metrics],
 ) -> bool:
-    """Returns whether any (horizon, model) beat the base rate after the Holm correction."""
+    """`ensemble`: build_ensemble's output. Returns whether any (horizon, model) beat the base rate after the Holm correction."""
     from coinline.jsonsafe import json_bytes
-    from coinline.step_env import step_lake
+    from coinline.step_env import artifact_field, step_lake
     from coinline.training import stages
 
+    run_id = artifact_field(ensemble.path, "run_id")
     _, lake = step_lake(object_store_url)
     metrics = stages.evaluate_step(lake, run_id)
     pooled = metrics.get("skill", {})

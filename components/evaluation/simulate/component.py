@@ -3,7 +3,7 @@ stages.simulate_step`: signal at bar close, fill at the next open, fees and slip
 exposure caps), then the run's artifacts and manifest under `runs/<run_id>/` in the lake."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Metrics, Model, Output
+from kfp.dsl import Artifact, Input, Metrics, Model, Output
 
 from components.image import COINLINE_IMAGE
 
@@ -11,18 +11,19 @@ from components.image import COINLINE_IMAGE
 @dsl.component(base_image=COINLINE_IMAGE, packages_to_install=[], install_kfp_package=False)
 def simulate_run(
     object_store_url: str,
-    run_id: str,
+    evaluation: Input[Artifact],
     simulation: Output[Metrics],
     run_metrics: Output[Artifact],
     run_manifest: Output[Model],
 ) -> str:
-    """Returns the run id once the run is written. `run_metrics` is its metrics.json, `run_manifest` its
+    """`evaluation`: evaluate_run's output. Returns the run id once the run is written. `run_metrics` is its metrics.json, `run_manifest` its
     manifest (every artifact's hash; the artifacts stay in the lake under `runs/<run_id>/`)."""
     import json
 
-    from coinline.step_env import step_lake
+    from coinline.step_env import artifact_field, step_lake
     from coinline.training import stages
 
+    run_id = artifact_field(evaluation.path, "run_id")
     _, lake = step_lake(object_store_url)
     run = stages.simulate_step(lake, run_id)
     sim = run.metrics.get("simulation", {})

@@ -5,7 +5,7 @@ A REJECT is an outcome, not a failure: the active model set is left as it was.""
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Markdown, Output
+from kfp.dsl import Artifact, Input, Markdown, Model, Output
 
 from components.image import COINLINE_IMAGE
 
@@ -13,12 +13,12 @@ from components.image import COINLINE_IMAGE
 @dsl.component(base_image=COINLINE_IMAGE, packages_to_install=[], install_kfp_package=False)
 def promote_run(
     object_store_url: str,
-    run_id: str,
+    run_manifest: Input[Model],
     decision: Output[Artifact],
     summary: Output[Markdown],
     now: str = "",
 ) -> NamedTuple("Promotion", [("outcome", str), ("decision_id", str)]):
-    """`outcome`: PROMOTE or REJECT; `decision` is the decision record (its evidence, gate results and
+    """`run_manifest`: the training run's manifest (simulate_run's output). `outcome`: PROMOTE or REJECT; `decision` is the decision record (its evidence, gate results and
     reason codes are also kept in the lake under decisions/); `summary` shows the gates in the run page."""
     import json
     import logging
@@ -27,9 +27,10 @@ def promote_run(
 
     from coinline.promotion.decide import decide
     from coinline.promotion.markdown import decision_markdown
-    from coinline.step_env import step_lake
+    from coinline.step_env import artifact_field, step_lake
     from coinline.timeframes import parse_iso_utc
 
+    run_id = artifact_field(run_manifest.path, "run_id")
     _, lake = step_lake(object_store_url)
     record = decide(lake, run_id, now=parse_iso_utc(now) if now else datetime.now(UTC))
     outcome, decided = str(record["outcome"]), record["decision"]

@@ -3,7 +3,7 @@ train_global_step`): trend / range / high-vol / stress from causal market-wide r
 posteriors fitted walk-forward; its out-of-sample posteriors gate the specialists in the ensemble."""
 
 from kfp import dsl
-from kfp.dsl import Metrics, Model, Output
+from kfp.dsl import Artifact, Input, Metrics, Model, Output
 
 from components.image import TRAINER_IMAGE
 
@@ -11,18 +11,19 @@ from components.image import TRAINER_IMAGE
 @dsl.component(base_image=TRAINER_IMAGE, packages_to_install=[], install_kfp_package=False)
 def train_global_models(
     object_store_url: str,
-    run_id: str,
+    prepared: Input[Artifact],
     regime_metrics: Output[Metrics],
     regime_model: Output[Model],
 ) -> None:
-    """`regime_metrics`: the out-of-sample regime scores (the score penalizes false transitions) and label
+    """`prepared`: prepare_training's output. `regime_metrics`: the out-of-sample regime scores (the score penalizes false transitions) and label
     counts; `regime_model` describes where the model is kept (the deployable one is written with the run)."""
     import json
 
     from coinline.jsonsafe import clean
-    from coinline.step_env import step_lake
+    from coinline.step_env import artifact_field, step_lake
     from coinline.training import stages
 
+    run_id = artifact_field(prepared.path, "run_id")
     _, lake = step_lake(object_store_url)
     metrics = clean(stages.train_global_step(lake, run_id))
     for key, value in sorted(metrics.items()):

@@ -3,7 +3,7 @@ train_specialists_step`): XGBoost, LightGBM, Random Forest, LSTM and Transformer
 fold and horizon, one Ray task per coin (RAY_ADDRESS: a cluster; else a local Ray on the pod's CPUs)."""
 
 from kfp import dsl
-from kfp.dsl import Model, Output
+from kfp.dsl import Artifact, Input, Model, Output
 
 from components.image import TRAINER_IMAGE
 
@@ -11,17 +11,18 @@ from components.image import TRAINER_IMAGE
 @dsl.component(base_image=TRAINER_IMAGE, packages_to_install=[], install_kfp_package=False)
 def train_specialists(
     object_store_url: str,
-    run_id: str,
+    prepared: Input[Artifact],
     specialists: Output[Model],
     workers: int = 0,
 ) -> int:
-    """Returns the number of coins trained. `specialists` describes where the models and out-of-fold
+    """`prepared`: prepare_training's output. Returns the number of coins trained. `specialists` describes where the models and out-of-fold
     predictions are kept (metadata `lake_uri`); the deployable models are written with the run."""
     import json
 
-    from coinline.step_env import step_lake
+    from coinline.step_env import artifact_field, step_lake
     from coinline.training import stages
 
+    run_id = artifact_field(prepared.path, "run_id")
     settings, lake = step_lake(object_store_url, COINLINE_TRAIN_WORKERS=workers)
     coins = stages.train_specialists_step(lake, run_id, workers=settings.train_workers or None)
     with open(specialists.path, "w") as f:
