@@ -57,7 +57,7 @@ def run(quiet: bool = False) -> dict[str, Any]:
             steps[step] = time.perf_counter() - s0
             return out
 
-        run_id = timed("prepare", stages.prepare_run, lake, dataset_id, cfg, workers=1)
+        run_id = timed("prepare", stages.prepare_run, lake, dataset_id, cfg, workers=1).run_id
         timed("specialists", stages.train_specialists_step, lake, run_id, workers=1)
         timed("global regime", stages.train_global_step, lake, run_id)
         timed("ensemble", stages.ensemble_step, lake, run_id, workers=1)

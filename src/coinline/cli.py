@@ -43,6 +43,12 @@ def _table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _pinned_clock(args, app) -> dict:
+    """`clock=` for the autopilot: --now pins it (tests, replays); otherwise the autopilot's real clock."""
+    pinned = app.now if args.now else None
+    return {"clock": lambda: pinned} if pinned else {}
+
+
 def cmd_run(args) -> int:
     from coinline.jobs import run_main_job
 
@@ -52,9 +58,7 @@ def cmd_run(args) -> int:
         policy = load_retrain_policy(args.policy)
         gates = load_promotion_policy(args.promotion_policy)
         with _app(args) as app:
-            pinned = app.now if args.now else None  # --now pins the clock (tests, replays)
-            follow(app, max_cycles=args.cycles, policy=policy, promotion_policy=gates,
-                   **({"clock": lambda: pinned} if pinned else {}),
+            follow(app, max_cycles=args.cycles, policy=policy, promotion_policy=gates, **_pinned_clock(args, app),
                    on_cycle=lambda r: _print(r, True) if args.json else print(summary_line(r), flush=True))
         return 0
     with _app(args) as app:
@@ -93,9 +97,8 @@ def cmd_retrain(args) -> int:
     policy = load_retrain_policy(args.policy)
     gates = load_promotion_policy(args.promotion_policy)
     with _app(args) as app:
-        pinned = app.now if args.now else None
         report = retrain_once(app, args.trigger, now=app.now, policy=policy, promotion_policy=gates,
-                              **({"clock": lambda: pinned} if pinned else {}))
+                              **_pinned_clock(args, app))
     _print(report, args.json, summary_line(report))
     return 0
 

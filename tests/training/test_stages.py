@@ -12,7 +12,7 @@ from tests.training.conftest import fast_config
 
 
 def _staged(lake, dataset_id, cfg, workers=1, keep_work=False):
-    run_id = stages.prepare_run(lake, dataset_id, cfg, workers=workers)
+    run_id = stages.prepare_run(lake, dataset_id, cfg, workers=workers).run_id
     coins = stages.train_specialists_step(lake, run_id, workers=workers)
     regime_metrics = stages.train_global_step(lake, run_id)
     weights = stages.ensemble_step(lake, run_id, workers=workers)
@@ -42,7 +42,7 @@ def test_a_staged_run_writes_exactly_what_train_writes(lake, rw_dataset):
 
 
 def test_a_step_without_its_input_names_the_missing_step(lake, rw_dataset):
-    run_id = stages.prepare_run(lake, rw_dataset, fast_config(families=("lightgbm",)), workers=1)
+    run_id = stages.prepare_run(lake, rw_dataset, fast_config(families=("lightgbm",)), workers=1).run_id
     stages.train_global_step(lake, run_id)
     with pytest.raises(CoinlineError, match="specialists"):
         stages.ensemble_step(lake, run_id, workers=1)

@@ -37,11 +37,11 @@ the run id, every tuning trial and the chosen parameters (the input of the train
     settings, lake = step_lake(object_store_url, COINLINE_SYMBOLS=symbols, COINLINE_TRAIN_WORKERS=workers)
     cfg = train_config_from_json(train_config_json)
     dataset_id = artifact_field(dataset.path, "dataset_id")
-    run_id = stages.prepare_run(lake, dataset_id, cfg, symbols=list(settings.symbols) or None,
+    run_id, tuning_log = stages.prepare_run(lake, dataset_id, cfg, symbols=list(settings.symbols) or None,
                                 until=parse_iso_utc(until) if until else None, quote=quote, interval=interval,
                                 workers=settings.train_workers or None)
     with open(prepared.path, "w") as f:
         json.dump({"run_id": run_id, "dataset_id": dataset_id, "config_hash": cfg.config_hash(),
-                   "tuning": stages.tuning_log(lake, run_id)}, f, indent=1, sort_keys=True, default=str)
+                   "tuning": tuning_log}, f, indent=1, sort_keys=True, default=str)
     prepared.metadata.update({"run_id": run_id, "dataset_id": dataset_id, "config_hash": cfg.config_hash()})
     return namedtuple("Prepared", ["run_id"])(run_id)

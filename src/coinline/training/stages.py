@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import pickle
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from coinline.errors import CoinlineError
 from coinline.features.frame import build_coin_frames
@@ -48,38 +48,36 @@ def _put(lake: Lake, run_id: str, step: str, value: Any) -> None:
     lake.write_bytes(work_path(run_id, step), pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _get(lake: Lake, run_id: str, step: str) -> Any:
+def _get(lake: Lake, run_id: str, step: str, *, missing_ok: bool = False) -> Any:
     data = lake.read_bytes(work_path(run_id, step))
     if data is None:
+        if missing_ok:
+            return None
         raise CoinlineError(f"training run {run_id}: step result {work_path(run_id, step)} is missing; "
                             f"run the step that writes {step!r} first")
     return pickle.loads(data)  # noqa: S301 (our own scratch in the deployment's lake, see the module doc)
 
 
+class PreparedRun(NamedTuple):
+    run_id: str
+    tuning_log: dict[str, Any]      # every trial of the hyperparameter search and the parameters chosen
+
+
 def prepare_run(lake: Lake, dataset_id: str, cfg: TrainConfig, *, symbols: list[str] | None = None,
                 until: datetime | None = None, quote: str = "USD", interval: str = "1h",
-                workers: int | None = None, feature_builder=build_coin_frames) -> str:
-    """Features, run id, look-ahead check and the seeded hyperparameter search. Returns the run id."""
+                workers: int | None = None, feature_builder=build_coin_frames) -> PreparedRun:
+    """Features, run id, look-ahead check and the seeded hyperparameter search."""
     prep = prepare(lake, dataset_id, cfg, symbols=symbols, until=until, quote=quote, interval=interval,
                    feature_builder=feature_builder)
     tuning = tune(prep, workers)
     _put(lake, prep.run_id, "prepared", {"prep": prep, "tuning": tuning})
     log.info("training %s prepared: %d coins", prep.run_id, len(prep.frames))
-    return prep.run_id
+    return PreparedRun(prep.run_id, tuning["log"])
 
 
 def _prepared(lake: Lake, run_id: str) -> tuple[Prepared, dict]:
     state = _get(lake, run_id, "prepared")
     return state["prep"], state["tuning"]
-
-
-def tuning_log(lake: Lake, run_id: str) -> dict[str, Any]:
-    """Every trial of the prepared run's hyperparameter search and the parameters chosen."""
-    return _prepared(lake, run_id)[1]["log"]
-
-
-def _specialists_one(frame, cfg: TrainConfig, tuned: dict) -> CoinResult:
-    return train_specialists(frame, cfg, tuned)
 
 
 def _finish_one(item, cfg: TrainConfig) -> CoinResult:
@@ -91,7 +89,7 @@ def train_specialists_step(lake: Lake, run_id: str, *, workers: int | None = Non
     """Per-coin specialists (every family x fold x horizon), one Ray task per coin. Returns the coins."""
     prep, tuning = _prepared(lake, run_id)
     frames = [prep.frames[s] for s in sorted(prep.frames)]
-    results = map_tasks(_specialists_one, frames, shared=(prep.cfg, tuning["params"]), workers=workers)
+    results = map_tasks(train_specialists, frames, shared=(prep.cfg, tuning["params"]), workers=workers)
     _put(lake, run_id, "specialists", results)
     return [r.symbol for r in results]
 
@@ -129,13 +127,15 @@ def simulate_step(lake: Lake, run_id: str, *, keep_work: bool = False) -> TrainR
     """The deterministic trading simulation of the ensemble's signals; then the run's artifacts and
     manifest under `runs/<run_id>/`, exactly as `train` writes them; then (unless `keep_work`) the step
     results are deleted. A rerun after that returns the written run (a retried pod finds its work done)."""
-    if lake.read_bytes(work_path(run_id, "evaluation")) is None:
+    evaluation = _get(lake, run_id, "evaluation", missing_ok=True)
+    if evaluation is None:
         written = _written_run(lake, run_id)
         if written is not None:
             return written
+        evaluation = _get(lake, run_id, "evaluation")  # missing and no run written: names the step to run
     prep, tuning = _prepared(lake, run_id)
     results = _get(lake, run_id, "ensemble")
-    metrics = with_simulation(prep, results, _get(lake, run_id, "evaluation"))
+    metrics = with_simulation(prep, results, evaluation)
     run = persist_run(lake, prep, results, _get(lake, run_id, "regime"), tuning, metrics)
     if not keep_work:
         clear_work(lake, run_id)
