@@ -374,6 +374,108 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _when(text: str | None, flag: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return parse_iso_utc(text)
+    except ValueError:
+        raise CoinlineError(f"{flag} {text!r}: not an ISO-8601 UTC time (e.g. 2026-12-03T10:00:00Z)") from None
+
+
+def cmd_forecast(args) -> int:
+    from coinline.forecasting import service
+    from coinline.forecasting.modelset import BASELINE_ID, load_run_set
+    from coinline.training.config import load_train_config
+
+    lake, now = _lake_now(args)
+    s = load_settings()
+    at, start, end = _when(args.at, "--at"), _when(args.start, "--from"), _when(args.end, "--to")
+    if (start is None) != (end is None):
+        raise CoinlineError("a window needs both --from and --to")
+    if at is not None and start is not None:
+        raise CoinlineError("give either --at or a --from/--to window, not both")
+    universe = list(s.symbols) or _universe_symbols(s)
+    if args.run is None and start is None and at is None and not args.symbols:
+        out = service.forecast_cycle(lake, cfg=load_train_config(s.train_config), quote=args.quote,
+                                     interval=args.interval, source=args.source, symbols=universe, now=now)
+        champ = out["sets"][0]
+        batches = out.pop("batches")
+    else:
+        if args.run:
+            ms_ = load_run_set(lake, args.run, symbols=[x.upper() for x in args.symbols] if args.symbols else None)
+        else:
+            ms_ = service.champion(lake, cfg=load_train_config(s.train_config), quote=args.quote,
+                                   interval=args.interval, source=args.source, symbols=universe)
+        batches = service.forecast(lake, [ms_], at=at, start=start, end=end, symbols=args.symbols, now=now)
+        out = {"at": (at or now).isoformat(), "sets": [service.summary(b) for b in batches]}
+        champ = out["sets"][0]
+    first = batches[0]
+    baseline = first.model_set.set_id == BASELINE_ID
+    out["model_set"] = first.model_set.summary()
+    out["note"] = ("no active model set: the champion is the declared baseline (climatology)" if baseline
+                   and first.role == "champion" else f"{first.role}: {first.model_set.set_id}")
+    rows = first.rows
+    window = start is not None
+    out["forecasts"] = [] if window else service.decision_inputs(rows)
+    if args.json:
+        _print(out, True)
+        return 0
+    print(out["note"])
+    print(f"model set {first.model_set.set_id} ({first.model_set.set_hash[:12]}), dataset "
+          f"{first.model_set.dataset_hash[:12] or '-'}, {champ['rows']} forecasts, {champ['inserted']} new in the ledger")
+    if not window:
+        table = [{"symbol": f["symbol"], "h": f["horizon"], "forecast_time": f["forecast_time"],
+                  "p_up": f"{f['p_up']:.4f}", "exp_move": f"{f['expected_move']:+.5f}",
+                  "risk": f"{f['expected_abs_move']:.5f}", "conf": f"{f['confidence']:.3f}",
+                  "regime": f"{f['regime_top']} {f['regime'][f['regime_top']]:.2f}", "combiner": f["combiner"]}
+                 for f in out["forecasts"]]
+        print(_table(table, ["symbol", "h", "forecast_time", "p_up", "exp_move", "risk", "conf", "regime", "combiner"]))
+    for other in out["sets"][1:]:
+        print(f"shadow {other['model_set']}: {other['rows']} forecasts, {other['inserted']} new")
+    for why in champ["skipped"].values():
+        print(f"  skipped {why}")
+    return 0
+
+
+def _universe_symbols(settings) -> list[str]:
+    from coinline.universe import load_universe
+
+    return load_universe(settings.training_universe_version, Path(settings.universe_dir)).symbols()
+
+
+def cmd_scoreboard(args) -> int:
+    from coinline.forecasting.scoreboard import scoreboard
+
+    lake, now = _lake_now(args)
+    board = scoreboard(lake, now=now, since=_when(args.since, "--since"))
+    if args.json:
+        _print(board, True)
+        return 0
+    r = board["rows"]
+    print(f"ledger: {r['ledger']} forecasts, {r['matured']} matured, {r['pending']} pending, "
+          f"{r['missing_candle']} without a realized candle")
+    rows = []
+    for p in board["pooled"]:
+        c = p["chance"]
+        rows.append({"model_set": p["model_set"], "roles": ",".join(board["roles"].get(p["model_set"], [])),
+                     "h": p["horizon"], "n": p["n_rows"], "logloss": _f(p["model"]["log_loss"]),
+                     "base_rate": _f(p["baselines"]["base_rate"]["log_loss"]),
+                     "momentum": _f(p["baselines"]["momentum"]["log_loss"]), "brier": _f(p["model"]["brier"]),
+                     "acc": _f(p["model"]["accuracy"]), "ece": _f(p["model"]["ece"]),
+                     "p_holm": _f(c.get("p_value_holm"), 3), "skill": "yes" if c.get("significant") else "no"})
+    print(_table(rows, ["model_set", "roles", "h", "n", "logloss", "base_rate", "momentum", "brier", "acc", "ece",
+                        "p_holm", "skill"]))
+    for hh in board["head_to_head"]:
+        print(f"champion {hh['champion']} vs shadow {hh['challenger']} h={hh['horizon']}: {hh['n_rows']} shared rows, "
+              f"log loss diff {_f(hh['diff'])} (p {_f(hh['p_value'], 3)})")
+    return 0
+
+
+def _f(value, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def cmd_report(args) -> int:
     from coinline.report import build_report
 
@@ -602,6 +704,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("models_cmd", choices=["active", "rollback"])
     sp.add_argument("--to", help="rollback: the activation id to restore (default: the one before)")
     sp.add_argument("--reason", default="", help="rollback: why (recorded in the decision)")
+    sp = verb("forecast", cmd_forecast, "decision inputs of the champion (or --run) for the newest closed candle, "
+                                          "recorded in the forecasts ledger")
+    sp.add_argument("--run", help="a trained run id (default: the active set; with none, the declared baseline)")
+    sp.add_argument("--at", help="ISO time: forecast from the newest candle closed at this time (default: now)")
+    sp.add_argument("--from", dest="start", help="ISO time: with --to, forecast every candle close in the window")
+    sp.add_argument("--to", dest="end", help="ISO time: end of the --from window (inclusive)")
+    sp.add_argument("--symbols", nargs="*", help="coins (default: every coin of the set)")
+    sp.add_argument("--quote", default="USD", help="the baseline's quote when no set is active (default USD)")
+    sp.add_argument("--interval", default="1h", help="the baseline's interval when no set is active")
+    sp.add_argument("--source", default="coinapi", help="the baseline's lake source when no set is active")
+    sp = verb("scoreboard", cmd_scoreboard, "score matured forecasts against realized candles and the baselines")
+    sp.add_argument("--since", help="ISO time: only forecasts decided at or after it")
     sp = verb("report", cmd_report, "write a run's self-contained HTML oversight report")
     sp.add_argument("run_id")
     sp.add_argument("--out", help="HTML file to write (default: report-RUN_ID.html)")

@@ -48,3 +48,14 @@ def derive_seed(*parts: object) -> int:
 
     digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def row_linear(X: np.ndarray, w: np.ndarray, b: float = 0.0) -> np.ndarray:
+    """b + X @ w, summed column by column with elementwise operations only, so each row's value depends on
+    that row alone: bit-identical whatever the batch size or memory alignment (BLAS gemv is not), which is
+    what lets a loaded model set re-predict its training rows exactly."""
+    X = np.asarray(X, dtype=np.float64)
+    z = np.full(len(X), float(b))
+    for j, wj in enumerate(np.asarray(w, dtype=np.float64)):
+        z += X[:, j] * wj
+    return z

@@ -42,6 +42,8 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from coinline.models.base import row_linear
+
 REGIMES = ("trend", "range", "high_vol", "stress")
 TREND, RANGE, HIGH_VOL, STRESS = range(4)
 N_REGIMES = len(REGIMES)
@@ -167,11 +169,11 @@ class RegimeClassifier:
         if len(self.classes_) == 1:
             present[:, 0] = 1.0
         elif len(self.classes_) == 2:     # sklearn binary: one logit for classes_[1]
-            z = Z @ self.coef_[0] + self.intercept_[0]
+            z = row_linear(Z, self.coef_[0], self.intercept_[0])
             p1 = 1.0 / (1.0 + np.exp(-z))
             present[:, 0], present[:, 1] = 1.0 - p1, p1
         else:
-            logits = Z @ self.coef_.T + self.intercept_
+            logits = np.column_stack([row_linear(Z, c, b) for c, b in zip(self.coef_, self.intercept_, strict=True)])
             logits -= logits.max(axis=1, keepdims=True)
             e = np.exp(logits)
             present = e / e.sum(axis=1, keepdims=True)

@@ -39,7 +39,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from coinline.models.base import FAMILIES, derive_seed
+from coinline.models.base import FAMILIES, derive_seed, row_linear
 from coinline.models.regime import N_REGIMES, REGIMES
 
 CLIP = 1e-4
@@ -143,7 +143,7 @@ class StackingMetaLearner:
         else:
             if (R is not None) != self.use_regime:
                 raise ValueError("regime_post must be given iff the meta-learner was fit with it")
-            p = _sigmoid(self._features(P, R) @ self.coef_ + self.intercept_)
+            p = _sigmoid(row_linear(self._features(P, R), self.coef_, self.intercept_))
         return p, np.abs(2.0 * p - 1.0)
 
     # -- inspection / artifact
@@ -193,7 +193,8 @@ class StackingMetaLearner:
 def walk_forward_stack(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post: np.ndarray | None,
                        y: np.ndarray, families: Sequence[str], seed: int, *,
                        params: Mapping[str, Any] | None = None, row_time: np.ndarray | None = None,
-                       label_time: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                       label_time: np.ndarray | None = None,
+                       models: list | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Stack OOF base predictions fold by fold (fold ids ascend in time), never using a fold's own labels.
 
     Fold f's predictions come from a meta-learner fit on rows with fold_id < f only (y NaN = unrealized,
@@ -202,6 +203,8 @@ def walk_forward_stack(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post
     Returns (p_up, confidence, per_fold) where per_fold[f] = {"fallback", "n_train", "weights",
     "family_weights"}; fold 0 (and any fold without enough realized history) has fallback=True and
     p_up = the equal-weight average of the base probabilities.
+    `models`, when given a list, receives each fold's fitted meta-learner in fold order (the last one is
+    the deployable combiner: it made the last test fold's predictions).
     """
     fold_ids = np.asarray(fold_ids)
     P = np.asarray(base_probs, dtype=float)
@@ -227,6 +230,8 @@ def walk_forward_stack(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post
         meta = StackingMetaLearner(params, families=families)
         meta.fit(P[train], None if R is None else R[train], y[train], seed=derive_seed(seed, "stacking", f))
         p_up[test], conf[test] = meta.predict(P[test], None if R is None else R[test])
+        if models is not None:
+            models.append(meta)
         key = f.item() if hasattr(f, "item") else f
         per_fold[key] = {"fallback": meta.fallback, "n_train": meta.n_train, "weights": meta.weights(),
                          "family_weights": meta.family_weights(None if R is None else R[test])}

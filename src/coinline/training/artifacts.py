@@ -1,6 +1,8 @@
 """Everything a run leaves behind, under `runs/<run_id>/` in the lake, tied together by a manifest of
 content hashes: config (+hash), dataset hash, seeds, folds, metric package, out-of-fold predictions,
-simulation, models (the last fold's, i.e. the deployable ones; every fold model's hash is listed)."""
+simulation, models (the last fold's, i.e. the deployable ones; every fold model's hash is listed), and
+`modelset.json`: what `coinline.forecasting.modelset` needs to load the run as a model set that forecasts
+(per coin and horizon the model files, the stacking meta-learner, feature names, baselines, risk scale)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from coinline.training.config import TrainConfig
 
 
 def write_run(lake: Lake, run_id: str, *, cfg: TrainConfig, dataset: dict, metrics: dict, results: list,
-              regime, tuning: dict, frames: dict) -> dict[str, Any]:
+              regime, tuning: dict, frames: dict, quote: str, interval: str) -> dict[str, Any]:
     from coinline.training.run import as_table
 
     base = f"runs/{run_id}"
@@ -35,7 +37,11 @@ def write_run(lake: Lake, run_id: str, *, cfg: TrainConfig, dataset: dict, metri
     files["predictions/oof.parquet"] = buf.getvalue()
     for r in results:
         for name, blob in sorted(r.final_models.items()):
-            files[f"models/{r.symbol}/{name.replace('/', '_h_')}.bin"] = blob
+            files[model_file(r.symbol, name)] = blob
+        if r.final_meta:
+            files[f"models/{r.symbol}/meta.bin"] = r.final_meta
+    files["modelset.json"] = json_bytes(modelset_doc(run_id, cfg, dataset, results, frames, regime,
+                                                     quote=quote, interval=interval))
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
     # the parquet file carries writer metadata; hash its rows instead for the content identity
     from coinline.hashing import table_sha256
@@ -56,3 +62,47 @@ def write_run(lake: Lake, run_id: str, *, cfg: TrainConfig, dataset: dict, metri
     }
     lake.write_json(f"{base}/manifest.json", manifest)  # written last: it names everything above
     return manifest
+
+
+MODELSET_FORMAT = "coinline-modelset-v1"
+
+
+def model_file(symbol: str, name: str) -> str:
+    """Where the last fold's model `name` ("h/family") of a coin lives inside the run."""
+    return f"models/{symbol}/{name.replace('/', '_h_')}.bin"
+
+
+def modelset_doc(run_id: str, cfg: TrainConfig, dataset: dict, results: list, frames: dict, regime, *,
+                 quote: str, interval: str) -> dict[str, Any]:
+    """The run as a model set: which files predict which (coin, horizon), and what serving needs beside them."""
+    spec = dataset.get("spec", {})
+    coins: dict[str, Any] = {}
+    for r in results:
+        horizons = {}
+        for h, stats in sorted(r.serving.items()):
+            fams = sorted(name.split("/", 1)[1] for name in r.final_models if name.split("/", 1)[0] == str(h))
+            if not fams:
+                continue
+            horizons[str(h)] = {**stats, "families": fams,
+                                "models": {f: model_file(r.symbol, f"{h}/{f}") for f in fams}}
+        coins[r.symbol] = {
+            "feature_names": list(frames[r.symbol].feature_names),
+            "horizons": horizons,
+            "meta": f"models/{r.symbol}/meta.bin" if r.final_meta else None,
+            "last_test_fold": r.folds["folds"][-1]["test"] if r.folds.get("folds") else None,
+        }
+    return {
+        "format": MODELSET_FORMAT,
+        "run_id": run_id,
+        "quote": quote,
+        "interval": interval,
+        "source": spec.get("source"),
+        "dataset_id": dataset["dataset_id"],
+        "dataset_hash": dataset["content_hash"],
+        "dataset_start": spec.get("start"),
+        "symbols": sorted(frames),
+        "horizons": list(cfg.horizons),
+        "primary_horizon": cfg.primary_horizon,
+        "regime": "models/regime.bin" if regime.final_model else None,
+        "coins": coins,
+    }

@@ -49,6 +49,10 @@ class CoinResult:
     in_sample: dict[str, Any] = field(default_factory=dict)
     model_hashes: dict[str, str] = field(default_factory=dict)          # "fold/h/family" -> sha256
     final_models: dict[str, bytes] = field(default_factory=dict)        # last fold's models, "h/family"
+    final_meta: bytes = b""                                             # last fold's stacking meta-learner
+    # what serving needs beside the models, per horizon, fitted on the last fold's train + calib rows:
+    # {"base_rate", "momentum" ({"-1", "0", "1"} -> P(up)), "risk_scale" (mean |ret| / (vol sqrt h)), "rows"}
+    serving: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def coin_folds(frame: CoinFrame, cfg: TrainConfig) -> list[Fold]:
@@ -90,6 +94,7 @@ def train_specialists(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict]
         targets = frame.targets[h]
         fams = _families_for(h, cfg)
         rows, fold_ids = [], []
+        final_rows = None
         preds: dict[str, list[np.ndarray]] = {fam: [] for fam in fams}
         extras: dict[str, dict[str, list[np.ndarray]]] = {fam: {} for fam in fams}
         ins: dict[str, list[float]] = {fam: [] for fam in fams}
@@ -112,11 +117,14 @@ def train_specialists(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict]
                 result.model_hashes[f"{fold.index}/{h}/{fam}"] = hashlib.sha256(blob).hexdigest()
                 if fold is folds[-1]:
                     result.final_models[f"{h}/{fam}"] = blob
+                    final_rows = np.union1d(tr, ca)
                 tr_tail = tr[-cfg.in_sample_rows:]
                 p_in = model.predict_proba(frame.F, tr_tail)
                 ins[fam].append(float(classification_metrics(targets["dir"][tr_tail].astype(int), p_in)["log_loss"]))
         if not rows:
             continue
+        if final_rows is not None:
+            result.serving[h] = serving_stats(frame, h, final_rows)
         result.oos_rows[h] = np.concatenate(rows)
         result.oos_fold[h] = np.concatenate(fold_ids)
         result.predictions[h] = {fam: np.concatenate(v) for fam, v in preds.items()}
@@ -124,6 +132,18 @@ def train_specialists(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict]
         result.in_sample[str(h)] = {fam: {"log_loss_mean_over_folds": float(np.mean(v)), "evidence": False}
                                     for fam, v in ins.items() if v}
     return result
+
+
+def serving_stats(frame: CoinFrame, h: int, rows: np.ndarray) -> dict[str, Any]:
+    """Climatology, the momentum baseline's table and the risk scale on `rows` (the deployable models'
+    own fitting window): the baselines a live forecast is judged against, fixed before any outcome."""
+    targets = frame.targets[h]
+    y = targets["dir"][rows].astype(int)
+    mom = frame.column("ret_short")[rows] if "ret_short" in frame.feature_names else np.zeros(len(rows))
+    table = baseline_probabilities(y, np.array([-1.0, 0.0, 1.0]), 3, momentum_train_ret=mom)["momentum"]
+    return {"base_rate": float(np.mean(y)), "momentum": {"-1": float(table[0]), "0": float(table[1]),
+                                                         "1": float(table[2])},
+            "risk_scale": float(np.mean(targets["risk"][rows])), "rows": int(len(rows))}
 
 
 def _stack(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray) -> None:
@@ -139,12 +159,14 @@ def _stack(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: 
     # earlier-fold rows whose labels were known before fold k's first row (embargo at fold boundaries)
     step = int(np.median(np.diff(frame.times))) if len(frame.times) > 1 else 0
     row_time = frame.times[rows]
+    metas: list = []
     p, conf, weights = walk_forward_stack(result.oos_fold[h], base, post, y, fams,
                                           derive_seed(cfg.seed, frame.symbol, "stack"),
                                           row_time=row_time, label_time=row_time + (h + 1) * step,
-                                          params={"C": cfg.stacking_c})
+                                          params={"C": cfg.stacking_c}, models=metas)
     result.ensemble = {"p": p, "confidence": conf}
     result.stacking_weights = weights
+    result.final_meta = metas[-1].to_bytes() if metas else b""
 
 
 def coin_metrics(frame: CoinFrame, cfg: TrainConfig, result: CoinResult) -> tuple[dict[str, Any], dict]:

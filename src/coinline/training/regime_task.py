@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coinline.features.cross_asset import cross_asset_features
 from coinline.models.base import derive_seed
 from coinline.models.regime import REGIMES, RegimeClassifier, regime_labels, regime_score
 from coinline.training.config import TrainConfig
@@ -29,6 +30,16 @@ def market_frame(closes: pd.DataFrame) -> pd.DataFrame:
     """Equal-weight market log return per bar (mean over coins that traded both bars)."""
     rets = np.log(closes).diff()
     return pd.DataFrame({"mkt_ret_1": rets.mean(axis=1, skipna=True)}, index=closes.index)
+
+
+def regime_inputs(closes: pd.DataFrame, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """(X, times, market) of the regime model from a close matrix (open_time x symbol): the cross-asset
+    features on the rows where they and the market return are all known. Training and serving both call it."""
+    X = cross_asset_features(closes, cfg.features)
+    market = market_frame(closes)
+    ok = X.notna().all(axis=1) & market["mkt_ret_1"].notna()
+    times = pd.DatetimeIndex(X.index[ok]).tz_convert("UTC").tz_localize(None).to_numpy()
+    return X[ok].to_numpy(np.float64), times.astype("datetime64[ms]").astype(np.int64), market[ok]
 
 
 def train_regime(X: np.ndarray, times: np.ndarray, market: pd.DataFrame, cfg: TrainConfig) -> RegimeResult:

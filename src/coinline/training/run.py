@@ -22,7 +22,6 @@ from coinline.datasets.materialize import load_dataset
 from coinline.errors import CoinlineError
 from coinline.evaluation.checks import forward, hindcast, rolling_summary
 from coinline.evaluation.simulation import simulate
-from coinline.features.cross_asset import cross_asset_features
 from coinline.features.frame import CoinFrame, build_coin_frames
 from coinline.features.lookahead import lookahead_check
 from coinline.lake.store import Lake
@@ -31,7 +30,7 @@ from coinline.training.artifacts import write_run
 from coinline.training.coin_task import CoinResult, coin_folds, train_coin
 from coinline.training.config import TrainConfig
 from coinline.training.executor import map_tasks
-from coinline.training.regime_task import RegimeResult, market_frame, posteriors_for, train_regime
+from coinline.training.regime_task import RegimeResult, posteriors_for, regime_inputs, train_regime
 from coinline.training.skill import pooled_skill
 from coinline.training.tune import tune_family
 
@@ -73,16 +72,8 @@ def _run_id(dataset_hash: str, cfg: TrainConfig, symbols: list[str], until: date
 
 
 def _regime(closes: pd.DataFrame, cfg: TrainConfig) -> RegimeResult:
-    X = cross_asset_features(closes, cfg.features)
-    market = market_frame(closes)
-    ok = X.notna().all(axis=1) & market["mkt_ret_1"].notna()
-    times = _ms(X.index[ok])
-    return train_regime(X[ok].to_numpy(np.float64), times, market[ok], cfg)
-
-
-def _ms(index: pd.Index) -> np.ndarray:
-    """A datetime index (UTC) as int64 epoch milliseconds."""
-    return pd.DatetimeIndex(index).tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[ms]").astype(np.int64)
+    X, times, market = regime_inputs(closes, cfg)
+    return train_regime(X, times, market, cfg)
 
 
 def _tune(frames: dict[str, CoinFrame], cfg: TrainConfig, workers: int | None) -> dict[str, Any]:
@@ -171,7 +162,8 @@ def with_simulation(prep: Prepared, results: list[CoinResult], metrics: dict[str
 def persist_run(lake: Lake, prep: Prepared, results: list[CoinResult], regime: RegimeResult, tuning: dict,
                 metrics: dict[str, Any]) -> TrainRun:
     manifest = write_run(lake, prep.run_id, cfg=prep.cfg, dataset=prep.dataset, metrics=metrics, results=results,
-                         regime=regime, tuning=tuning, frames=prep.frames)
+                         regime=regime, tuning=tuning, frames=prep.frames, quote=prep.quote,
+                         interval=prep.interval)
     return TrainRun(prep.run_id, metrics, manifest)
 
 
