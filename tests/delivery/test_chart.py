@@ -41,10 +41,17 @@ def env_example() -> dict[str, str]:
     return out
 
 
-def workflow_pod(cwf: dict) -> dict:
-    """The pod an Argo CronWorkflow runs (one container template), as a Kubernetes pod spec."""
+def container_templates(cwf: dict) -> list[dict]:
+    """The container templates of an Argo CronWorkflow (one per pod it runs; the sync workflow's steps
+    template, which runs no pod of its own, is left out)."""
+    return [t for t in cwf["spec"]["workflowSpec"]["templates"] if "container" in t]
+
+
+def workflow_pod(cwf: dict, template: str = "coinline") -> dict:
+    """The pod one container template of an Argo CronWorkflow runs (default: `coinline`, the scheduled
+    command), as a Kubernetes pod spec."""
     ws = cwf["spec"]["workflowSpec"]
-    (template,) = [t for t in ws["templates"] if t["name"] == ws["entrypoint"]]
+    (template,) = [t for t in ws["templates"] if t["name"] == template]
     pod = {k: ws[k] for k in ("serviceAccountName", "automountServiceAccountToken", "securityContext", "volumes",
                               "imagePullSecrets", "nodeSelector", "tolerations", "affinity") if k in ws}
     pod["containers"] = [{"name": "main", **template["container"]}]
@@ -62,9 +69,7 @@ def pod_templates(doc: dict) -> list[tuple[str, dict, dict]]:
     if doc["kind"] in ("Job", "Deployment"):
         return [(name, spec["template"]["metadata"], spec["template"]["spec"])]
     if doc["kind"] == "CronWorkflow":
-        ws = spec["workflowSpec"]
-        (template,) = [t for t in ws["templates"] if t["name"] == ws["entrypoint"]]
-        return [(name, template["metadata"], workflow_pod(doc))]
+        return [(f"{name}/{t['name']}", t["metadata"], workflow_pod(doc, t["name"])) for t in container_templates(doc)]
     if doc["kind"] == "RayCluster":
         head = spec["headGroupSpec"]["template"]
         return [(f"{name}/head", head["metadata"], head["spec"])] + [
@@ -162,18 +167,19 @@ def test_renders_pass_the_kubernetes_schemas_strictly(render, k8s_version):
     checked = 0
     secret_create = {"secret": {"create": True, "values": {"OBJECT_STORE_ACCESS_KEY_ID": "x"}}}
     for values in (*VALUES_FILES.values(), secret_create):
-        for doc in render(values):
-            if doc["apiVersion"].startswith(CRD_GROUPS):
-                if doc["kind"] == "CronWorkflow":  # the pod it runs is a Pod: validate that instead
-                    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": doc["metadata"]["name"]},
-                           "spec": workflow_pod(doc)}
-                else:
-                    continue
-            try:
-                kv.validate(doc, k8s_version, strict=True)
-            except kv.ValidationError as exc:
-                pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} invalid for {k8s_version}: {exc}")
-            checked += 1
+        for rendered in render(values):
+            docs = [rendered]
+            if rendered["apiVersion"].startswith(CRD_GROUPS):
+                # the pods a CronWorkflow runs are Pods: validate those instead (the RayCluster: structurally)
+                docs = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{rendered['metadata']['name']}-{t}"},
+                         "spec": workflow_pod(rendered, t)} for t in
+                        ([t["name"] for t in container_templates(rendered)] if rendered["kind"] == "CronWorkflow" else [])]
+            for doc in docs:
+                try:
+                    kv.validate(doc, k8s_version, strict=True)
+                except kv.ValidationError as exc:
+                    pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} invalid for {k8s_version}: {exc}")
+                checked += 1
     assert checked >= 50
 
 
@@ -382,25 +388,32 @@ def test_cronworkflows_are_structurally_complete(render, name):
         assert ws["serviceAccountName"] == ws["executor"]["serviceAccountName"] == sa, where
         assert ws["automountServiceAccountToken"] is False, where
         assert ws["activeDeadlineSeconds"] > 0 and ws["ttlStrategy"]["secondsAfterCompletion"] > 0, where
-        (template,) = ws["templates"]
-        assert template["name"] == ws["entrypoint"], where
-        assert set(template) >= {"container", "retryStrategy", "metadata"}, where
-        assert "command" not in template["container"], f"{where}: the image's entrypoint is coinline"
-        assert template["archiveLocation"] == {"archiveLogs": False}, where
-        assert int(template["retryStrategy"]["limit"]) >= 1, where
-        mounts = {m["mountPath"] for m in template["container"]["volumeMounts"]}
-        assert {"/tmp", "/var/lib/coinline"} <= mounts, where
+        templates = container_templates(cwf)
+        names = [t["name"] for t in templates]
+        # one container template; the sync workflow: a steps template running sync, then the forecast
+        assert names == (["coinline", "forecast"] if where.endswith("-sync") else ["coinline"]), where
+        expected = ["sync-then-forecast", "coinline", "forecast"] if where.endswith("-sync") else ["coinline"]
+        assert [t["name"] for t in ws["templates"]] == expected and ws["entrypoint"] == expected[0], where
+        for template in templates:
+            assert set(template) >= {"container", "retryStrategy", "metadata"}, where
+            assert "command" not in template["container"], f"{where}: the image's entrypoint is coinline"
+            assert template["archiveLocation"] == {"archiveLogs": False}, where
+            assert int(template["retryStrategy"]["limit"]) >= 1, where
+            mounts = {m["mountPath"] for m in template["container"]["volumeMounts"]}
+            assert {"/tmp", "/var/lib/coinline"} <= mounts, where
 
 
 def test_cronworkflows_never_retry_configuration_errors_or_held_leases(render):
     for cwf in render().of("CronWorkflow"):
-        strategy = cwf["spec"]["workflowSpec"]["templates"][0]["retryStrategy"]
-        assert strategy["retryPolicy"] == "Always"
-        expression = strategy["expression"]
-        assert not retries_exit_code(expression, 2), cwf["metadata"]["name"]
-        assert not retries_exit_code(expression, 3), cwf["metadata"]["name"]
-        for code in (1, 137, -1):  # a crash, an OOM kill, a pod that never ran
-            assert retries_exit_code(expression, code), (cwf["metadata"]["name"], code)
+        for template in container_templates(cwf):
+            where = f"{cwf['metadata']['name']}/{template['name']}"
+            strategy = template["retryStrategy"]
+            assert strategy["retryPolicy"] == "Always"
+            expression = strategy["expression"]
+            assert not retries_exit_code(expression, 2), where
+            assert not retries_exit_code(expression, 3), where
+            for code in (1, 137, -1):  # a crash, an OOM kill, a pod that never ran
+                assert retries_exit_code(expression, code), (where, code)
 
 
 def test_schedules_and_arguments_come_from_values(render):
@@ -425,13 +438,59 @@ def test_every_scheduled_command_is_one_the_cli_accepts(render, name):
     from coinline.cli import build_parser
 
     r = render(VALUES_FILES[name])
-    pods = [workflow_pod(d) for d in r.of("CronWorkflow")] + [
+    pods = [workflow_pod(d, t["name"]) for d in r.of("CronWorkflow") for t in container_templates(d)] + [
         d["spec"]["jobTemplate"]["spec"]["template"]["spec"] for d in r.of("CronJob")]
-    assert len(pods) == 5
+    assert len(pods) == (6 if name == "defaults" else 5)  # defaults: the sync workflow's forecast step too
     for pod in pods:
         args = pod["containers"][0]["args"]
         parsed = build_parser().parse_args(args)  # argparse exits 2 on an unknown verb or option
         assert callable(parsed.func), args
+
+
+def test_the_sync_workflow_forecasts_only_after_the_sync_step_succeeded(render):
+    cwf = render(release="coinline").one("CronWorkflow", "-sync")
+    ws = cwf["spec"]["workflowSpec"]
+    (entry,) = [t for t in ws["templates"] if t["name"] == ws["entrypoint"]]
+    # sequential step groups: Argo starts the second only once every step of the first succeeded, and no
+    # step may opt out of that (continueOn) or run on a condition (when)
+    assert entry["steps"] == [[{"name": "sync", "template": "coinline"}],
+                              [{"name": "forecast", "template": "forecast"}]]
+    sync, forecast = workflow_pod(cwf, "coinline"), workflow_pod(cwf, "forecast")
+    assert sync["containers"][0]["args"] == ["sync"]
+    assert forecast["containers"][0]["args"] == ["forecast", "--json"] == DEFAULTS["forecast"]["args"]
+    # the same pod: service account, hardening, ConfigMap and secrets, scratch mounts; its own resources
+    for key in ("securityContext", "envFrom", "env", "volumeMounts", "image", "workingDir"):
+        assert forecast["containers"][0][key] == sync["containers"][0][key], key
+    assert forecast["containers"][0]["resources"] == DEFAULTS["forecast"]["resources"]
+    templates = {t["name"]: t for t in container_templates(cwf)}
+    assert templates["forecast"]["metadata"] == templates["coinline"]["metadata"]  # NetworkPolicy selects it
+    assert templates["forecast"]["retryStrategy"]["limit"] == DEFAULTS["forecast"]["retries"]
+    assert templates["forecast"]["retryStrategy"]["expression"] == templates["coinline"]["retryStrategy"]["expression"]
+    # no other workflow forecasts
+    for other in render(release="coinline").of("CronWorkflow"):
+        if other is not cwf:
+            assert "forecast" not in json.dumps(other["spec"]["workflowSpec"]), other["metadata"]["name"]
+
+
+def test_the_forecast_step_follows_its_values_and_can_be_turned_off(render):
+    custom = render({"forecast": {"args": ["forecast", "--json", "--quote", "USDC"], "retries": 3,
+                                  "resources": {"requests": {"cpu": "100m", "memory": "512Mi"},
+                                                "limits": {"cpu": "2", "memory": "4Gi"}}}})
+    cwf = custom.one("CronWorkflow", "-sync")
+    assert workflow_pod(cwf, "forecast")["containers"][0]["args"][-2:] == ["--quote", "USDC"]
+    assert {"cpu": "2", "memory": "4Gi"}.items() <= workflow_pod(cwf, "forecast")["containers"][0]["resources"][
+        "limits"].items()
+    assert {t["name"]: t for t in container_templates(cwf)}["forecast"]["retryStrategy"]["limit"] == 3
+    off = render({"forecast": {"enabled": False}})
+    ws = off.one("CronWorkflow", "-sync")["spec"]["workflowSpec"]
+    assert ws["entrypoint"] == "coinline" and [t["name"] for t in ws["templates"]] == ["coinline"]
+    assert "forecast" not in json.dumps(ws)
+    # with CronJobs the sync CronJob only syncs, forecast on or off
+    for values in ({"scheduler": "cronjob"}, {"scheduler": "cronjob", "forecast": {"enabled": False}}):
+        pod = render(values).one("CronJob", "-sync")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert [c["args"] for c in pod["containers"]] == [["sync"]] and "initContainers" not in pod
+    render({"forecast": {"retries": -1}}, expect_error=True)
+    render({"forecast": {"enabled": "yes"}}, expect_error=True)
 
 
 def test_argo_before_3_6_gets_the_singular_schedule_field(render):
@@ -710,7 +769,7 @@ def test_raycluster_has_a_head_and_workers_and_jobs_get_its_address(render):
     assert "RAY_ADDRESS" not in str(render())
     client_from = [rule for rule in r.one("NetworkPolicy", "-ray")["spec"]["ingress"] if rule.get("ports")][0]["from"]
     for suffix in ("-run", "-retrain", "-drift-check"):  # the schedules that train reach the Ray client port
-        labels = r.one("CronWorkflow", suffix)["spec"]["workflowSpec"]["templates"][0]["metadata"]["labels"]
+        labels = container_templates(r.one("CronWorkflow", suffix))[0]["metadata"]["labels"]
         assert any(selects(peer["podSelector"], labels) for peer in client_from), suffix
 
 

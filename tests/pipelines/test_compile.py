@@ -181,3 +181,26 @@ def test_training_steps_consume_the_artifacts_of_the_steps_before_them(name):
     assert tasks["promote-run"]["inputs"]["artifacts"] == {
         "run_manifest": {"componentInputArtifact": "pipelinechannel--simulate-run-run_manifest"}}
     assert "promote-run" in tasks["report-html"]["dependentTasks"]  # the report shows the decision
+
+
+def test_sync_pipeline_forecasts_once_the_synced_candles_passed_the_quality_gate():
+    doc = spec("sync")
+    tasks = tasks_of(doc)
+    forecast = tasks["forecast-cycle"]
+    assert forecast["componentRef"]["name"] == "comp-forecast-cycle"
+    assert forecast["dependentTasks"] == ["validate-lake"]  # after the gate, which runs after every sync
+    loop = next(name for name, t in doc["components"]["comp-exit-handler-1"]["dag"]["tasks"].items()
+                if "parameterIterator" in t)
+    assert tasks["validate-lake"]["dependentTasks"] == [loop]
+    synced = {t["componentRef"]["name"] for t in doc["components"][tasks[loop]["componentRef"]["name"]]["dag"][
+        "tasks"].values()}
+    assert synced == {"comp-sync-candles", "comp-sync-candles-2", "comp-retry-gaps"}
+    assert forecast["cachingOptions"].get("enableCache", False) is False
+    params = forecast["inputs"]["parameters"]
+    assert params["source"]["runtimeValue"]["constant"] == steps.HIST_SOURCE
+    for name, pipeline_param in (("object_store_url", "object_store_url"), ("symbols", "symbols"),
+                                 ("quote", "forecast_quote"), ("interval", "forecast_interval"),
+                                 ("train_config_json", "train_config_json"), ("now", "now")):
+        assert params[name]["componentInputParameter"].endswith(pipeline_param), name
+    assert "comp-forecast-cycle" not in {t["componentRef"]["name"] for p in ("backfill", "full", "train_and_promote")
+                                         for t in tasks_of(spec(p)).values()}

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from coinline.forecasting import ledger as forecast_ledger
 from coinline.lake import open_lake
 from pipelines import backfill_pipeline, full_pipeline, sync_pipeline
 from pipelines.compile import COMPILED
@@ -121,13 +122,27 @@ def test_full_pipeline_leaves_a_dataset_a_run_and_a_status_record_in_the_lake(fu
     assert [r["state"] for r in records] == ["SUCCEEDED"]
 
 
-def test_sync_after_backfill_adds_nothing_new(full_run):
+def test_sync_after_backfill_adds_nothing_new_then_forecasts_with_the_champion(full_run):
     root, lake_url = full_run
     sync_pipeline(object_store_url=lake_url, **DATA)
-    executed = assert_outputs_complete(run_dir(root, "coinline-sync"), "sync")
+    run = run_dir(root, "coinline-sync")
+    executed = assert_outputs_complete(run, "sync")
+    assert set(executed) == set(executor_outputs("sync")), "a step of the DAG did not run"
     outcomes = executed["sync-candles"] + executed["sync-candles-2"]  # the same component used twice
     assert len(outcomes) == 4  # historical provider and Kraken, per coin group
     assert [o["parameterValues"]["Output"] for o in outcomes] == [0, 0, 0, 0]
+    # the forecast step: the promoted run, or the declared baseline when the full run's gates rejected it
+    decision = json.loads(next(run_dir(root, "coinline-full").rglob("promote-run/decision")).read_text())
+    champion = decision["run_id"] if decision["outcome"] == "PROMOTE" else "baseline:climatology"
+    [forecast] = executed["forecast-cycle"]
+    assert forecast["parameterValues"]["Output"] == champion
+    cycle = json.loads(next(run.rglob("forecast-cycle/forecasts")).read_text())
+    first = cycle["sets"][0]
+    assert (first["model_set"], first["role"], first["skipped"]) == (champion, "champion", {})
+    assert first["rows"] > 0 and first["inserted"] == first["rows"]
+    assert first["forecast_time"].startswith("2026-01-15 00:00")  # the newest candle closed at NOW
+    ledger = forecast_ledger.read(open_lake(lake_url), model_sets=[champion])
+    assert len(ledger) == first["rows"] and set(ledger["symbol"]) == {"BTC", "ETH"}
 
 
 def test_a_failing_step_fails_the_run_and_the_exit_handler_records_it(tmp_path):

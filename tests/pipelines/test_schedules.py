@@ -103,8 +103,10 @@ def test_a_local_lake_is_refused_for_cluster_schedules():
 def test_the_training_config_file_travels_as_its_json_text(tmp_path):
     path = tmp_path / "train.json"
     path.write_text('{"tune": {"trials": 8}}')
-    [train] = [s for s in plan_schedules(cluster_settings(train_config=str(path))) if s.pipeline != "sync"]
+    sync, train = plan_schedules(cluster_settings(train_config=str(path)))
     assert json.loads(train.params["train_config_json"]) == {"tune": {"trials": 8}}
+    # the sync cycle's forecast step forecasts with the same config when the baseline is the champion
+    assert (sync.pipeline, sync.params["train_config_json"]) == ("sync", train.params["train_config_json"])
 
 
 @pytest.mark.parametrize(("given", "expected"), [("0 3 * * 1", "0 0 3 * * 1"), ("30 0 3 * * 1", "30 0 3 * * 1")])

@@ -38,7 +38,7 @@ def test_random_walk_is_rejected_for_lack_of_oos_skill_and_nothing_is_activated(
     assert stored == d
     manifest = lake.read_json(f"runs/{run}/manifest.json")
     assert (d["run_id"], d["dataset_hash"], d["config_hash"]) == (run, manifest["dataset_hash"], manifest["config_hash"])
-    assert d["policy"]["version"] == "default-v1" and d["policy"]["sha256"] == load_policy().sha256
+    assert d["policy"]["version"] == "default-v2" and d["policy"]["sha256"] == load_policy().sha256
     assert d["active_before"] is None
     assert [x["gate"] for x in d["gates"]] == list(g.GATES)
     assert all(x["figures"] and x["thresholds"] for x in d["gates"])

@@ -141,7 +141,7 @@ def test_every_gate_reports_figures_and_thresholds_as_json(rw):
 
 def test_policy_file_is_versioned_validated_and_hashed(tmp_path):
     default = load_policy()
-    assert default.version == "default-v1" and len(default.sha256) == 64
+    assert default.version == "default-v2" and len(default.sha256) == 64
     reformatted = tmp_path / "p.json"
     reformatted.write_text(json.dumps(default.data, indent=4, sort_keys=False))
     assert load_policy(reformatted).sha256 == default.sha256

@@ -22,8 +22,8 @@ from tests.training.conftest import START, fast_config, random_walk_dataset
 ODD_COIN = '<b>X&Y"</b>'
 HOSTILE = "<script>alert(1)</script>"
 ACTIVE_RUN = "run-previous0000001"
-SECTIONS = ("summary", "coverage", "gaps", "validation", "oos", "calibration", "simulation", "drift", "decisions",
-            "lineage")
+SECTIONS = ("summary", "coverage", "gaps", "validation", "oos", "calibration", "simulation", "live", "drift",
+            "decisions", "lineage")
 PLOTS_BARE = ("coverage_heatmap", "validation", "hindcast", "oos_metrics", "calibration", "equity")
 PLOTS_FULL = (*PLOTS_BARE, "gaps_corrections", "drift")
 

@@ -103,9 +103,10 @@ def replay_gates(lake: Lake, decision: dict[str, Any]) -> StepResult:
     policy = parse_policy(record["thresholds"], record.get("source", "decision"))
     if policy.sha256 != record.get("sha256"):
         return StepResult("gates", False, record.get("sha256"), policy.sha256, "policy recorded in the decision does not hash")
-    evidence = load_evidence(lake, decision["run_id"], policy, decision.get("active_before"))
+    decided_at = datetime.fromisoformat(decision["decided_at"])
+    evidence = load_evidence(lake, decision["run_id"], policy, decision.get("active_before"), now=decided_at)
     gates = evaluate_gates(evidence, policy)
-    again = build_decision(evidence, gates, policy, datetime.fromisoformat(decision["decided_at"]))
+    again = build_decision(evidence, gates, policy, decided_at)
     expected = {k: decision[k] for k in ("decision_id", "decision", "reason_codes", "gates")}
     actual = {k: again[k] for k in ("decision_id", "decision", "reason_codes", "gates")}
     detail = "" if expected == actual else _first_difference(expected, actual)

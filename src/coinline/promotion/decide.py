@@ -147,13 +147,26 @@ def _active_metrics(lake: Lake, active: dict | None) -> dict | None:
     return json.loads(data)
 
 
-def load_evidence(lake: Lake, run_id: str, policy: Policy, active: dict | None) -> Evidence:
+def load_evidence(lake: Lake, run_id: str, policy: Policy, active: dict | None, *,
+                  now: datetime | None = None) -> Evidence:
+    """Everything the gates read. Forward evidence (policies with a `forward` section) is the ledger as of
+    `now` (rows created and matured by then), so an audit replaying the decision at its time sees the same."""
     manifest, parsed, audit = verify_run(lake, run_id, verify_dataset=policy.section("audit")["verify_dataset"])
     if manifest is None and lake.read_bytes(f"runs/{run_id}/metrics.json") is None:
         raise CoinlineError(f"unknown run {run_id}: no runs/{run_id}/manifest.json or metrics.json in {lake.root}")
-    return Evidence(run_id=run_id, manifest=manifest, metrics=parsed.get("metrics.json"),
+    metrics = parsed.get("metrics.json")
+    forward = None
+    fwd = policy.data.get("forward")
+    if fwd is not None and fwd["mode"] != "off" and now is not None:
+        from coinline.forecasting.evidence import forward_evidence
+
+        horizon = fwd["horizon"] if fwd["horizon"] != "primary" else (metrics or {}).get("primary_horizon")
+        if horizon is not None:
+            forward = forward_evidence(lake, run_id, None if active is None else active["run_id"], int(horizon),
+                                       now=now)
+    return Evidence(run_id=run_id, manifest=manifest, metrics=metrics,
                     simulation=parsed.get("simulation.json"), audit=audit, active=active,
-                    active_metrics=_active_metrics(lake, active))
+                    active_metrics=_active_metrics(lake, active), forward=forward)
 
 
 def _evidence_summary(ev: Evidence, gates: list[GateResult]) -> dict[str, Any]:
@@ -227,7 +240,7 @@ def promote(lake: Lake, run_id: str, policy: Policy | None = None, *, now: datet
     step = on_step or (lambda _s: None)
     repaired = registry.repair_history(lake)
     active, active_bytes = registry.read_active(lake)
-    ev = load_evidence(lake, run_id, policy, active)
+    ev = load_evidence(lake, run_id, policy, active, now=now)
     step("evidence_loaded")
     gates = evaluate_gates(ev, policy)
     step("gates_evaluated")
@@ -236,12 +249,31 @@ def promote(lake: Lake, run_id: str, policy: Policy | None = None, *, now: datet
     out = {"run_id": run_id, "outcome": decision["decision"], "decision": decision, "activated": False,
            "activation": None, "history_repaired": repaired}
     if decision["decision"] != "PROMOTE":
+        out["shadow"] = _keep_in_shadow(lake, ev, gates, decision, policy, now)
         return out
     out["activation"] = registry.activate(
         lake, expected=active_bytes, run_id=run_id, decision_id=decision["decision_id"], kind="promote",
         model_set=_model_set(ev), evidence=decision["evidence"], now=now, on_step=step)
     out["activated"] = True
+    from coinline.forecasting import shadows
+
+    shadows.remove(lake, run_id, now=now, why=f"promoted by {decision['decision_id']}")
     return out
+
+
+def _keep_in_shadow(lake: Lake, ev: Evidence, gates: list[GateResult], decision: dict, policy: Policy,
+                    now: datetime) -> bool:
+    """A rejected candidate whose artifacts verified and that stored a model set forecasts in shadow."""
+    from coinline.forecasting import shadows
+
+    fwd = policy.data.get("forward")
+    audit_ok = next(g for g in gates if g.gate == "audit").passed
+    loadable = "modelset.json" in ((ev.manifest or {}).get("artifacts") or {})
+    active = ev.active is not None and ev.active.get("run_id") == ev.run_id
+    if fwd is None or fwd["max_shadows"] == 0 or not audit_ok or not loadable or active:
+        return False
+    shadows.add(lake, ev.run_id, decision_id=decision["decision_id"], now=now, max_shadows=fwd["max_shadows"])
+    return True
 
 
 def decide(lake: Lake, run_id: str, *, now: datetime, policy: Policy | None = None) -> dict[str, Any]:

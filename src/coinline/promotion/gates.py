@@ -1,11 +1,13 @@
 """The promotion gates: pure functions from evidence (already loaded and hash-checked) to GateResults.
 
-All four gates are mandatory and always evaluated (a decision lists every failing reason, not the first):
+Every gate is mandatory and always evaluated (a decision lists every failing reason, not the first):
     oos_quality   out-of-sample, Holm-corrected skill of the policy's model at the evidence horizon against
                   the baselines and the active set, calibration error, sample count
     simulation    drawdown, Sharpe, turnover and period count of the deterministic simulation
     risk          position, exposure and per-coin weight limits, re-verified from simulation figures
     audit         every lineage artifact present and its hash re-computed
+    forward       (policies with a `forward` section) the candidate's matured forecasts in the ledger, on the
+                  rows it shares with the champion, are not worse than the champion's
 Reason codes are fixed strings; each gate's codes are sorted, and so is the decision's union of them.
 """
 
@@ -45,8 +47,10 @@ AUDIT_HASH_MISMATCH = "AUDIT_HASH_MISMATCH"
 AUDIT_LINEAGE_MISMATCH = "AUDIT_LINEAGE_MISMATCH"
 AUDIT_DATASET_MISSING = "AUDIT_DATASET_MISSING"
 AUDIT_DATASET_HASH_MISMATCH = "AUDIT_DATASET_HASH_MISMATCH"
+FORWARD_EVIDENCE_INSUFFICIENT = "FORWARD_EVIDENCE_INSUFFICIENT"
+FORWARD_WORSE_THAN_CHAMPION = "FORWARD_WORSE_THAN_CHAMPION"
 
-GATES = ("oos_quality", "simulation", "risk", "audit")
+GATES = ("oos_quality", "simulation", "risk", "audit", "forward")
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class Evidence:
     audit: dict[str, Any]
     active: dict[str, Any] | None = None
     active_metrics: dict[str, Any] | None = None
+    forward: dict[str, Any] | None = None    # forecasting.evidence.forward_evidence (policies with `forward`)
 
 
 def _num(value: Any) -> float | None:
@@ -257,9 +262,34 @@ def audit_gate(ev: Evidence, policy: Policy) -> GateResult:
     return _result("audit", codes, figures, dict(p))
 
 
+def forward_gate(ev: Evidence, policy: Policy) -> GateResult:
+    """Live evidence: matured forecasts the candidate shares with the champion (as a shadow or in a frozen-set
+    study). `when_available` judges it once there are min_matured_rows shared rows and passes (saying so)
+    before; `required` fails without them; `off` records the gate and passes."""
+    p = policy.section("forward")
+    f = ev.forward or {}
+    figures = {"mode": p["mode"], "champion": f.get("champion"), "horizon": f.get("horizon"),
+               "n_rows": int(f.get("n_rows") or 0), "n_times": f.get("n_times"),
+               "log_loss": f.get("log_loss"), "diff": f.get("diff"), "p_value": f.get("p_value")}
+    codes: set[str] = set()
+    if p["mode"] == "off":
+        figures["note"] = "forward evidence is not used by this policy"
+    elif figures["n_rows"] < p["min_matured_rows"]:
+        figures["note"] = (f"{figures['n_rows']} shared matured forecasts of {p['min_matured_rows']} needed: "
+                           "no forward evidence yet")
+        if p["mode"] == "required":
+            codes.add(FORWARD_EVIDENCE_INSUFFICIENT)
+    elif _num(figures["diff"]) is None or figures["diff"] > p["tolerance"] + EPS:
+        codes.add(FORWARD_WORSE_THAN_CHAMPION)
+    return _result("forward", codes, figures, dict(p))
+
+
 def evaluate_gates(ev: Evidence, policy: Policy) -> list[GateResult]:
-    """Every gate, in the fixed order of GATES."""
-    return [oos_gate(ev, policy), simulation_gate(ev, policy), risk_gate(ev, policy), audit_gate(ev, policy)]
+    """Every gate of the policy, in the order of GATES (the forward gate only under policies that have it)."""
+    out = [oos_gate(ev, policy), simulation_gate(ev, policy), risk_gate(ev, policy), audit_gate(ev, policy)]
+    if "forward" in policy.data:
+        out.append(forward_gate(ev, policy))
+    return out
 
 
 def reason_codes(results: list[GateResult]) -> list[str]:

@@ -1,6 +1,6 @@
 """The promotion policy: one versioned JSON file of gate thresholds, validated and hashed.
 
-Format (every key required, unknown keys rejected; see `policies/default-v1.json`):
+Format (every key required, unknown keys rejected; see `policies/default-v2.json`):
     policy_version            name of this policy version, recorded in every decision
     description               free text
     evidence.model            the model whose pooled evidence is judged (the ensemble)
@@ -22,6 +22,14 @@ Format (every key required, unknown keys rejected; see `policies/default-v1.json
     audit.required_artifacts  artifact names the run manifest must list (and that must verify)
     audit.required_prefixes   the manifest must list at least one artifact under each prefix
     audit.verify_dataset      re-hash the run's dataset rows against its manifest
+    forward (optional section; absent = no forward gate, as in default-v1)
+    forward.mode              "off" | "when_available" (judge forward evidence once there is enough; until
+                              then the gate passes and says so) | "required" (no promotion without it)
+    forward.min_matured_rows  matured forecasts the candidate and the champion must share (same coin,
+                              horizon and decision time in the `forecasts` ledger) before they are compared
+    forward.horizon           "primary" or a horizon in bars
+    forward.tolerance         the candidate's forward log loss may exceed the champion's by at most this
+    forward.max_shadows       rejected candidates kept forecasting in shadow (oldest retired beyond it)
 
 The policy hash is SHA-256 over the canonical JSON (sorted keys, no whitespace), so reformatting the
 file does not change it but any threshold change does.
@@ -38,7 +46,7 @@ from typing import Any
 
 from coinline.errors import ConfigError
 
-DEFAULT_POLICY = "default-v1"
+DEFAULT_POLICY = "default-v2"
 
 _NUM = (int, float)
 _SCHEMA: dict[str, Any] = {
@@ -50,7 +58,10 @@ _SCHEMA: dict[str, Any] = {
     "simulation": {"max_drawdown": _NUM, "min_sharpe": _NUM, "max_turnover": _NUM, "min_periods": int},
     "risk": {"max_position": _NUM, "max_gross_exposure": _NUM, "max_coin_weight": _NUM},
     "audit": {"required_artifacts": list, "required_prefixes": list, "verify_dataset": bool},
+    "forward": {"mode": str, "min_matured_rows": int, "horizon": (str, int), "tolerance": _NUM, "max_shadows": int},
 }
+_OPTIONAL = {"forward"}
+FORWARD_MODES = ("off", "when_available", "required")
 
 
 @dataclass(frozen=True)
@@ -75,11 +86,13 @@ def _check(data: Any, schema: dict[str, Any], where: str, source: str) -> None:
     if not isinstance(data, dict):
         raise ConfigError(f"promotion policy {source}: {where or 'top level'} must be an object")
     unknown = sorted(set(data) - set(schema))
-    missing = sorted(set(schema) - set(data))
+    missing = sorted(set(schema) - set(data) - (_OPTIONAL if not where else set()))
     if unknown or missing:
         raise ConfigError(f"promotion policy {source}: {where or 'top level'} unknown keys {unknown}, "
                           f"missing keys {missing}")
     for key, kind in schema.items():
+        if key not in data:
+            continue
         value = data[key]
         if isinstance(kind, dict):
             _check(value, kind, f"{where}{key}.", source)
@@ -96,6 +109,15 @@ def parse_policy(data: Any, source: str) -> Policy:
         raise ConfigError(f"promotion policy {source}: evidence.horizon must be \"primary\" or an integer")
     if not 0 < data["oos"]["alpha"] <= 1:
         raise ConfigError(f"promotion policy {source}: oos.alpha must lie in (0, 1]")
+    fwd = data.get("forward")
+    if fwd is not None:
+        if fwd["mode"] not in FORWARD_MODES:
+            raise ConfigError(f"promotion policy {source}: forward.mode must be one of {', '.join(FORWARD_MODES)}")
+        if isinstance(fwd["horizon"], str) and fwd["horizon"] != "primary":
+            raise ConfigError(f"promotion policy {source}: forward.horizon must be \"primary\" or an integer")
+        if fwd["min_matured_rows"] < 1 or fwd["max_shadows"] < 0 or fwd["tolerance"] < 0:
+            raise ConfigError(f"promotion policy {source}: forward.min_matured_rows must be >= 1, "
+                              f"forward.max_shadows and forward.tolerance >= 0")
     for name in ("baselines",):
         if not all(isinstance(b, str) for b in data["oos"][name]):
             raise ConfigError(f"promotion policy {source}: oos.{name} must be a list of names")
@@ -107,7 +129,7 @@ def parse_policy(data: Any, source: str) -> Policy:
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
-    """The policy in `path`, or the packaged default (`policies/default-v1.json`) when None."""
+    """The policy in `path`, or the packaged default (`policies/default-v2.json`) when None."""
     if path is None:
         ref = resources.files("coinline.promotion").joinpath(f"policies/{DEFAULT_POLICY}.json")
         return parse_policy(json.loads(ref.read_text()), f"package:{DEFAULT_POLICY}")

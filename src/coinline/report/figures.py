@@ -240,3 +240,29 @@ def hindcast_brier(per_coin: Mapping[str, tuple[Sequence[int], Sequence[float]]]
     if per_coin and len(per_coin) <= 12:
         ax.legend(fontsize=7, ncols=4)
     return fig
+
+
+def live_scores(panels: Mapping[str, Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float]]]],
+                *, bucket: str) -> Figure:
+    """Forward scores of matured forecasts, one panel per horizon: per model set, the log loss minus the
+    base-rate log loss on the same rows (negative = better than the base rate), per time bucket (dots) and
+    cumulative from the first matured forecast (line). Values: (bucket start ms, per-bucket, cumulative)."""
+    items = list(panels.items()) or [("", {})]
+    fig = _new(10, min(1.2 + 2.6 * len(items), 16))
+    axes = fig.subplots(len(items), 1, squeeze=False, sharex=True)[:, 0]
+    for ax, (title, by_set) in zip(axes, items, strict=True):
+        for i, (name, (times, per_bucket, cumulative)) in enumerate(by_set.items()):
+            if not len(times):
+                continue
+            color = _COLORS[i % len(_COLORS)]
+            t = _dt(times)
+            ax.plot(t, cumulative, color=color, lw=1.4, label=label(name), zorder=3)
+            ax.scatter(t, per_bucket, color=color, s=10, alpha=0.45, zorder=2)
+        ax.axhline(0.0, color="#000000", lw=0.8)
+        ax.set_ylabel("log loss - base rate", fontsize=8)
+        ax.set_title(label(title), fontsize=10)
+        ax.grid(alpha=0.3)
+        if by_set:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[-1].set_xlabel(label(f"decision time (UTC), {bucket} buckets; line: cumulative, dots: per {bucket}"))
+    return fig
