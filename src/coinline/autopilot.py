@@ -453,6 +453,20 @@ class Autopilot:
                 "backfilled": [f"{s}-{q}:{i}" for s, q, i in missing],
                 "series": [o.to_dict() for o in outcomes]}
 
+    def forecast(self, now: datetime) -> dict[str, Any]:
+        """The champion and the shadows forecast the newest closed candle into the ledger (a failure is
+        reported in the cycle, never stops ingestion)."""
+        from coinline.forecasting.service import forecast_cycle
+
+        try:
+            out = forecast_cycle(self.lake, cfg=self.cfg, quote="USD", interval=self.interval, source=self._hist_name(),
+                                 symbols=self.symbols or self.app.universe.symbols(), now=now)
+        except CoinlineError as exc:
+            log.warning("autopilot: forecasting failed: %s", exc)
+            return {"error": str(exc)}
+        out.pop("batches", None)
+        return out
+
     def materialize(self, now: datetime) -> str:
         """The dataset of the lake as it is now; re-materialized only when the raw / corrections / known-gaps
         tables have a new version since this follower last materialized (same inputs, same dataset)."""
@@ -576,6 +590,7 @@ class Autopilot:
             self.app.replay.market.set_now(now)
         report: dict[str, Any] = {"cycle": index, "follower": self.name, "now": _iso(now)}
         report["ingest"] = self.ingest(now)
+        report["forecast"] = self.forecast(now)
         if not self.settings.enable_autonomous_retraining:
             report["retraining"] = "disabled (ENABLE_AUTONOMOUS_RETRAINING=false)"
             return self._write(report, now)
@@ -660,6 +675,11 @@ def follow(app: App, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC
 def summary_line(report: Mapping[str, Any]) -> str:
     """One line per cycle for the console."""
     parts = [f"cycle {report.get('cycle')} {report.get('now')}: +{report.get('ingest', {}).get('inserted', 0)} candles"]
+    fc = report.get("forecast") or {}
+    if fc.get("sets"):
+        parts.append("forecasts " + ", ".join(f"{s['model_set']} ({s['role']}) +{s['inserted']}" for s in fc["sets"]))
+    elif fc.get("error"):
+        parts.append(f"forecast error: {fc['error'][:200]}")
     if "dataset_id" in report:
         parts.append(f"dataset {report['dataset_id']}")
     if report.get("triggers"):

@@ -281,12 +281,13 @@ def cmd_train(args) -> int:
 
     with _app(args) as app:
         s = app.settings
-        spec = DatasetSpec(s.training_universe_version, args.interval, args.source, tuple(s.quotes))
+        quotes = tuple(dict.fromkeys([*s.quotes, args.quote.upper()]))  # --quote USDT: imported series too
+        spec = DatasetSpec(s.training_universe_version, args.interval, args.source, quotes)
         dataset = materialize(app.lake, app.universe, spec, gap_tolerance=s.gap_tolerance, now=app.now)
         cfg = load_train_config(s.train_config)
         until = parse_iso_utc(args.until) if args.until else None
         run = train(app.lake, dataset.dataset_id, cfg, symbols=args.symbols or list(s.symbols) or None, until=until,
-                    quote=args.quote, interval=args.interval, workers=s.train_workers or None)
+                    quote=args.quote.upper(), interval=args.interval, workers=s.train_workers or None)
     _print({"run_id": run.run_id, "manifest": run.manifest}, args.json, run.run_id)
     return 0
 

@@ -119,6 +119,13 @@ def test_three_cycles_ingest_each_candle_and_a_trigger_storm_starts_one_retraini
         assert "retrain" not in r
     assert len(records) == 4
     assert len(app.lake.list("autopilot/cycles")) == 4                   # 3 cycles + the replica's
+    # every cycle forecasts the newest closed candle: the baseline before any run exists, then the trained
+    # run beside it (champion when promoted, else a shadow challenger); 2 coins x 3 horizons each
+    roles = [{s["model_set"]: (s["role"], s["inserted"]) for s in r["forecast"]["sets"]} for r in reports]
+    assert roles[0] == {"baseline:climatology": ("champion", 6)}
+    later = {trained[0]: ("champion", 6)} if promotion["activated"] else {
+        "baseline:climatology": ("champion", 6), trained[0]: ("shadow", 6)}
+    assert roles[1] == roles[2] == later
     state = app.lake.read_json("autopilot/state.json")
     assert state["last_run_id"] == trained[0] and state["last_trigger_id"] == lead
 

@@ -488,7 +488,7 @@ def _live(lake: Lake, now: datetime) -> Section:
                   intro="What the model sets forecast after training, from the forecasts ledger (every set, not only "
                         "this run), scored once the realized candles are in: forward log loss against the "
                         "base-rate baseline fixed at forecast time, champion vs shadows on the same matured rows, "
-                        f"and the champion's latest forecast per coin. Maturity as of {now.isoformat()}.")
+                        "and the champion's latest forecast per coin.")
     rows = ledger.read(lake)
     if rows.empty:
         sec.empty = "No forecasts recorded yet (the forecasts ledger is empty)."

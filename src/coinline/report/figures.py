@@ -250,11 +250,12 @@ def live_scores(panels: Mapping[str, Mapping[str, tuple[Sequence[int], Sequence[
     items = list(panels.items()) or [("", {})]
     fig = _new(10, min(1.2 + 2.6 * len(items), 16))
     axes = fig.subplots(len(items), 1, squeeze=False, sharex=True)[:, 0]
+    names = sorted({name for _, by_set in items for name in by_set})   # one colour per set in every panel
     for ax, (title, by_set) in zip(axes, items, strict=True):
-        for i, (name, (times, per_bucket, cumulative)) in enumerate(by_set.items()):
+        for name, (times, per_bucket, cumulative) in by_set.items():
             if not len(times):
                 continue
-            color = _COLORS[i % len(_COLORS)]
+            color = _COLORS[names.index(name) % len(_COLORS)]
             t = _dt(times)
             ax.plot(t, cumulative, color=color, lw=1.4, label=label(name), zorder=3)
             ax.scatter(t, per_bucket, color=color, s=10, alpha=0.45, zorder=2)
