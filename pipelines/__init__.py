@@ -2,7 +2,8 @@
 
     backfill            plan -> per coin group [backfill, retry gaps, Kraken sync] -> validate, parity
                         -> per interval [materialize]
-    sync                plan -> per coin group [sync, retry gaps, Kraken sync] -> validate, parity
+    sync                plan -> per coin group [sync, retry gaps, Kraken sync] -> validate, parity;
+                        validate -> forecast (champion + shadows, newest closed candle)
     train_and_promote   plan -> per interval [materialize -> train -> report -> promote]
     full                backfill's ingest -> validate -> per interval [materialize -> train -> report -> promote]
 

@@ -11,9 +11,10 @@ them from Kubernetes secrets as environment variables.
     coinline schedule --host http://ml-pipeline-ui.kubeflow:80 [--dry-run]
 
 Ownership: these KFP recurring runs are for users who schedule inside Kubeflow. The Helm chart schedules
-the same work with Argo CronWorkflows (`coinline sync`, `coinline retrain --trigger ...`) and creates no
-KFP recurring runs, so enable one or the other, not both (both would be safe, since ingest leases, the
-retrain lock and the promotion pointer's compare-and-swap keep one writer, but would do the work twice).
+the same work with Argo CronWorkflows (`coinline sync` then `coinline forecast`, `coinline retrain
+--trigger ...`) and creates no KFP recurring runs, so enable one or the other, not both (both would be
+safe, since ingest leases, the retrain lock, the promotion pointer's compare-and-swap and the forecasts
+ledger's create-only MERGE keep one writer, but would do the work twice).
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def plan_schedules(settings: Settings, *, sync_cron: str = SYNC_CRON,
                           f"cluster need a shared object store (s3://...)")
     out = []
     if settings.enable_continuous_ingestion:
-        out.append(Schedule("coinline-sync-hourly", "sync", kfp_cron(sync_cron), ingest_params(settings)))
+        # the sync cycle ends with a forecast, whose baseline (no active run) takes the training config
+        sync = {**ingest_params(settings), "train_config_json": train_params(settings)["train_config_json"]}
+        out.append(Schedule("coinline-sync-hourly", "sync", kfp_cron(sync_cron), sync))
     if settings.enable_autonomous_retraining:
         out.append(Schedule("coinline-train-and-promote", "train_and_promote",
                             kfp_cron(train_cron or RetrainPolicy().cron), train_params(settings)))

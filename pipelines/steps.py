@@ -15,6 +15,7 @@ from components.evaluation.evaluate.component import evaluate_run
 from components.evaluation.report_html.component import report_html
 from components.evaluation.report_metrics.component import report_metrics
 from components.evaluation.simulate.component import simulate_run
+from components.forecasting.forecast.component import forecast_cycle
 from components.ingest.backfill.component import backfill_history
 from components.ingest.retry_gaps.component import retry_gaps
 from components.ingest.sync.component import sync_candles
@@ -109,6 +110,16 @@ def ingest(*, mode: str, k8s: dict, object_store_url, symbols, quotes, intervals
     lake_task(check_parity(object_store_url=object_store_url, reference_source=HIST_SOURCE),
               "parity", k8s).after(gaps, venue_sync)
     return validated
+
+
+def forecast(after: dsl.PipelineTask, *, k8s: dict, object_store_url, symbols, universe_version, quote, interval,
+             train_config_json, now) -> dsl.PipelineTask:
+    """One live forecasting cycle (champion + shadows, newest closed candle) once `after` succeeded: the
+    ledger only ever gets forecasts from candles that passed the quality gate."""
+    return lake_task(forecast_cycle(object_store_url=object_store_url, symbols=symbols,
+                                    universe_version=universe_version, quote=quote, interval=interval,
+                                    source=HIST_SOURCE, train_config_json=train_config_json, now=now),
+                     "forecast", k8s).after(after)
 
 
 def materialize(interval, *, k8s: dict, object_store_url, quotes, universe_version, gap_tolerance,

@@ -349,6 +349,33 @@ volumes:
   {{- include "coinline.volumes" . | nindent 2 }}
 {{- end }}
 
+{{/* One container template of a CronWorkflow: (dict "root" $ "name" "coinline" "component" "sync"
+"retries" 2 "ctx" <coinline.container dict>). */}}
+{{- define "coinline.workflowContainerTemplate" -}}
+- name: {{ .name }}
+  metadata:
+    labels:
+      {{- include "coinline.podLabels" (dict "root" .root "component" .component) | nindent 6 }}
+    {{- with .root.Values.podAnnotations }}
+    annotations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+  # exit 2 = configuration error, 3 = a series lease held by another writer: retrying now
+  # cannot help, so only other failures (crashes, evictions, provider outages) are retried
+  retryStrategy:
+    limit: {{ .retries }}
+    retryPolicy: Always
+    expression: 'asInt(lastRetry.exitCode) != 2 && asInt(lastRetry.exitCode) != 3'
+    backoff:
+      duration: {{ .root.Values.argo.retryBackoff.duration | quote }}
+      factor: {{ .root.Values.argo.retryBackoff.factor }}
+  # logs stay with the pod: no dependency on the cluster's artifact repository
+  archiveLocation:
+    archiveLogs: false
+  container:
+    {{- include "coinline.container" .ctx | nindent 4 }}
+{{- end }}
+
 {{/* Pod labels of one workload. */}}
 {{- define "coinline.podLabels" -}}
 {{ include "coinline.selectorLabels" .root }}
