@@ -115,6 +115,8 @@ def test_three_cycles_ingest_each_candle_and_a_trigger_storm_starts_one_retraini
         assert evidence["triggered"] and evidence["reasons"][0].startswith("feature drift")
         assert evidence["context"]["run_id"] == trained[0] and evidence["context"]["monitored_family"] == "xgboost"
         assert {"psi", "ks_statistic", "wasserstein"} <= set(evidence["features"]["ret_1"])
+        # a run with two hours of forecasts is too young for ledger-based prediction drift: re-predicted
+        assert evidence["sources"]["prediction"] == "re-predicted"
         assert evidence["n_cur"] == 2 * (r["cycle"] - 1)                   # the candles closed since training
         assert "retrain" not in r
     assert len(records) == 4

@@ -98,20 +98,22 @@ def forecast_rows(lake: Lake, ms_: ModelSet, decisions: np.ndarray, *, symbols: 
     for sym in symbols:
         rows = inputs.rows(sym, decisions)
         if (rows < 0).all() or (strict and (rows < 0).any()):
-            first_bad = int(decisions[np.argmax(rows < 0)])
-            reason = _why_missing(candles, inputs, sym, first_bad, ms_.interval)
+            reason = _why_missing(candles, inputs, sym, int(decisions[np.argmax(rows < 0)]), ms_.interval)
             if strict:
                 raise ForecastInputError(reason)
             skipped[sym] = reason
             continue
         out = predict(ms_, inputs, sym, rows[rows >= 0])
         bad = ~np.isfinite(out[["p_up", "expected_abs_move"]].to_numpy()).all(axis=1)
-        if bad.any():
-            if strict and len(decisions) == 1:
-                raise ForecastInputError(f"{sym}: missing history for the feature windows or baselines at "
-                                         f"{from_ms(int(decisions[0]) + interval_ms(ms_.interval)).isoformat()}")
-            out = out[~bad]
-        parts.append(out)
+        if bad.any() and strict:
+            raise ForecastInputError(f"{sym}: missing history for the feature windows or baselines at "
+                                     f"{from_ms(int(decisions[0]) + interval_ms(ms_.interval)).isoformat()}")
+        missing_times = int((rows < 0).sum())
+        if missing_times or bad.any():   # a window with holes: forecast what can be, say what could not
+            skipped[sym] = (f"{sym}: {missing_times} of {len(decisions)} forecast times without a closed candle or "
+                            f"feature history, {int(bad.sum())} (time, horizon) rows without a usable baseline or "
+                            f"risk scale; forecast the rest")
+        parts.append(out[~bad])
     rows_df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     return rows_df, skipped
 
@@ -145,8 +147,8 @@ def forecast(lake: Lake, sets: list[ModelSet], *, at: datetime | None = None, st
         if start is not None:
             if end is None or end < start:
                 raise ForecastInputError("a window needs --from and --to with --from <= --to")
-            first = ms(floor_to_interval(start, ms_.interval)) + (0 if ms(start) % step == 0 else step) - step
-            last = decision_time(end, ms_.interval)
+            first = -(-ms(start) // step) * step - step     # decision of the first candle close >= start
+            last = decision_time(end, ms_.interval)          # ... of the last close <= end
             if last < first:
                 raise ForecastInputError(f"no forecast time on the {ms_.interval} grid inside the window")
             decisions = np.arange(first, last + 1, step, dtype=np.int64)
