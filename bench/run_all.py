@@ -20,7 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import backfill_requests, backfill_rss, ingest_throughput, staged_training, sync_noop, training
+from bench import (
+    backfill_requests,
+    backfill_rss,
+    forecasting,
+    ingest_throughput,
+    staged_training,
+    sync_noop,
+    training,
+)
 from bench._common import fmt_ratio, scale
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -31,6 +39,7 @@ BENCHMARKS = {
     "backfill_rss": lambda opts: backfill_rss.run(),
     "training": lambda opts: training.run(),
     "staged_training": lambda opts: staged_training.run(),
+    "forecasting": lambda opts: forecasting.run(),
 }
 
 
@@ -102,6 +111,28 @@ def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                  f"{r['whole_seconds']:.1f} s", fmt_ratio(x["staged/whole"])),
                 (name, "  step results kept in the lake", f"{r['work_bytes'] / 1e6:,.1f} MB", "", ""),
                 (name, "  runs/ files identical", "yes" if r["identical"] else "NO", "", "")]
+    if name == "forecasting":
+        w, c, s, u = r["warm"], r["cli"], r["scoring"], r["setup"]
+        return [(name, f"{r['coins']} coins x 3 h: warm forecast / load_candles (median of 5)",
+                 f"{w['forecast_median_s'] * 1e3:,.0f} ms", f"{w['read_median_s'] * 1e3:,.0f} ms", fmt_ratio(x["forecast/read"])),
+                (name, "  load the set once (load_run_set)", f"{w['load_set_seconds']:.2f} s", "", ""),
+                (name, "  forecast record=True (once) / record=False", f"{w['record_seconds'] * 1e3:,.0f} ms",
+                 f"{w['forecast_median_s'] * 1e3:,.0f} ms", fmt_ratio(x["forecast record=True/record=False"])),
+                (name, "cold CLI forecast / python -c 'import coinline.cli'", f"{c['cli_median_s']:.2f} s",
+                 f"{c['import_floor_median_s']:.2f} s", fmt_ratio(x["cli/import floor"])),
+                (name, "  cold CLI / python -c 'import <what a forecast imports>'", f"{c['cli_median_s']:.2f} s",
+                 f"{c['forecast_imports_median_s']:.2f} s", fmt_ratio(x["cli/forecast imports"])),
+                (name, f"ledger append, {s['inserted']:,} rows in {s['batches']} MERGEs",
+                 f"{s['append_rows_per_s']:,.0f} rows/s", "", ""),
+                (name, "ledger.read / plain Delta read (time)",
+                 f"{s['read_rows_per_s']:,.0f} rows/s", f"{s['plain_read_rows_per_s']:,.0f} rows/s",
+                 fmt_ratio(x["ledger.read/plain read"])),
+                (name, "  realized_outcomes", f"{s['outcomes_rows_per_s']:,.0f} rows/s", "", ""),
+                (name, f"  score (n_boot {s['n_boot']})", f"{s['score_rows_per_s']:,.0f} rows/s", "", ""),
+                (name, "scoring (outcomes + score) / ledger.read (time)", f"{s['scoring_seconds']:.2f} s",
+                 f"{s['read_seconds']:.2f} s", fmt_ratio(x["scoring/read"])),
+                (name, f"  set-up: lake + one training run ({u['coins']} coins)", f"{u['seconds']:.0f} s", "", ""),
+                (name, "  load average start / end (single run)", r["load_average_start"], r["load_average_end"], "")]
     return [(name, "?", "", "", "")]
 
 
