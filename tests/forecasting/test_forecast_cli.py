@@ -131,3 +131,9 @@ def test_a_frozen_set_scores_a_past_window_and_the_scoreboard_reads_it(cli, trai
         assert p["chance"]["p_value_holm"] is not None
     text = cli("scoreboard").out
     assert trained.run_id in text and "study" in text
+
+
+def test_the_baseline_on_a_source_the_lake_lacks_names_the_sources_it_has(cli):
+    out = cli("forecast", expect=2)    # default --source coinapi; this lake holds the "sim" series only
+    assert "no stored series for source=coinapi" in out.err and "--source sim --quote USD --interval 1h" in out.err
+    assert ledger.read(cli.lake).empty

@@ -53,8 +53,11 @@ def load_candles(lake: Lake, ms_: ModelSet, *, last_decision_ms: int) -> pd.Data
     its forecast time), from the set's dataset start: the same history a training run computes from."""
     keys = series_keys(lake, ms_)
     if not keys:
+        stored = sorted({f"--source {k.source} --quote {k.quote} --interval {k.interval}"
+                         for k, *_ in tables.series_in(lake)})
+        hint = f"; the lake holds {', '.join(stored[:4])}" if stored else "; backfill or import them"
         raise ForecastInputError(f"no stored series for source={ms_.source} quote={ms_.quote} "
-                                 f"interval={ms_.interval} (the inputs of {ms_.set_id}); backfill or import them")
+                                 f"interval={ms_.interval} (the inputs of {ms_.set_id}){hint}")
     start = parse_iso_utc(ms_.dataset_start) if ms_.dataset_start else None
     table = canonical_candles(lake, keys, start=start, end=from_ms(last_decision_ms + 1))
     df = table.select(["symbol", "quote", "interval", "open_time", "open", "high", "low", "close", "volume"]).to_pandas()
