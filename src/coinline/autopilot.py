@@ -46,6 +46,7 @@ from coinline.app import App
 from coinline.errors import CoinlineError, ConfigError
 from coinline.promotion import approvals
 from coinline.promotion.drift import DriftReport, DriftThresholds, drift_report, rolling_scores
+from coinline.promotion.drift_ledger import ledger_evidence
 from coinline.promotion.triggers import (
     SingleFlight,
     Trigger,
@@ -325,7 +326,8 @@ def _reference(lake, run_id: str, policy: RetrainPolicy, quote: str, interval: s
 
 
 def compute_drift(lake, run_id: str, dataset_id: str, policy: RetrainPolicy, *, quote: str = "USD",
-                  interval: str = "1h", cache: dict[str, Any] | None = None) -> DriftReport:
+                  interval: str = "1h", cache: dict[str, Any] | None = None,
+                  now: datetime | None = None) -> DriftReport:
     """Drift of `dataset_id`'s rows that closed after run `run_id`'s data (the last `window_bars` of them)
     against the run's out-of-sample rows: features, the monitored model's P(up), realized labels, and the
     rolling hit rate / Brier vs the run's OOS figures. Forward predictions stored with the run are scored
@@ -390,6 +392,12 @@ def compute_drift(lake, run_id: str, dataset_id: str, policy: RetrainPolicy, *, 
 
     have_p = bool(p_ref)
     pc_all, yc_all = cat(p_cur), cat(y_cur)
+    try:  # the active set's own forecasts, when the ledger holds enough of them (else: the re-predicted figures)
+        evidence = ledger_evidence(lake, run_id, thresholds=policy.drift, horizon=ref.horizon,
+                                   window=policy.window_bars, now=now)
+    except Exception as exc:  # noqa: BLE001 - drift stays defined without the ledger
+        log.warning("autopilot: forecasts ledger unavailable for drift: %s", exc)
+        evidence = None
     return drift_report(
         cat2(F_ref), cat2(F_cur), cat(p_ref) if have_p else None, pc_all if have_p else None,
         cat(y_ref) if have_p else None, yc_all, policy.drift, feature_names=list(names or ()),
@@ -399,6 +407,7 @@ def compute_drift(lake, run_id: str, dataset_id: str, policy: RetrainPolicy, *, 
                  "horizon": ref.horizon, "monitored_family": ref.family, "per_symbol": per_symbol,
                  "forward_scored": forward, "forward_summary": rolling_scores(
                      [e["p"] for e in forward], [e["y"] for e in forward])},
+        ledger=evidence,
     )
 
 
@@ -510,7 +519,7 @@ class Autopilot:
                       for r in list_triggers(self.lake, status="pending", kind="manual")]
         if "drift" in check and run_id is not None:
             try:
-                drift = compute_drift(self.lake, run_id, dataset_id, self.policy, interval=self.interval,
+                drift = compute_drift(self.lake, run_id, dataset_id, self.policy, interval=self.interval, now=now,
                                       cache=self._drift_cache)
             except Exception as exc:  # noqa: BLE001 - recorded; the loop carries on
                 log.warning("autopilot: drift against %s failed: %s", run_id, exc)

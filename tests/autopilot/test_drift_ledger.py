@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 
 from coinline.forecasting import ledger
-from coinline.promotion.drift import (
-    DriftThresholds,
-    drift_report,
-    ledger_degradation,
-    ledger_evidence,
-    rolling_scores,
-)
+from coinline.promotion.drift import DriftThresholds, drift_report, rolling_scores
+from coinline.promotion.drift_ledger import ledger_degradation, ledger_evidence
 from tests.report.ledger_data import HOUR, T0, commit_walk, forecast_rows, realized_up
 
 RUN = "run-active"

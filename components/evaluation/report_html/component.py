@@ -1,6 +1,6 @@
 """report_html: a training run's self-contained HTML oversight report (`coinline.report.build.build_report`:
-coverage, gaps and corrections, validation, out-of-sample skill, calibration, simulation, drift, promotion
-decisions, lineage) written as a KFP HTML artifact, so the run page shows it as a visualization. Reads
+coverage, gaps and corrections, validation, out-of-sample skill, calibration, simulation, live forecasts, drift,
+promotion decisions, lineage) written as a KFP HTML artifact, so the run page shows it as a visualization. Reads
 the lake; writes nothing there."""
 
 from kfp import dsl
