@@ -194,7 +194,7 @@ def summary(b: Batch) -> dict:
     rows = b.rows
     return {"model_set": b.model_set.set_id, "role": b.role, "rows": int(len(rows)),
             "inserted": int(b.recorded.get("inserted", 0)), "skipped": b.skipped,
-            "forecast_time": None if rows.empty else str(rows["forecast_time"].max())}
+            "forecast_time": None if rows.empty else pd.Timestamp(rows["forecast_time"].max()).isoformat()}
 
 
 def decision_inputs(rows: pd.DataFrame) -> list[dict]:
