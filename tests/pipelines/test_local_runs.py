@@ -140,7 +140,7 @@ def test_sync_after_backfill_adds_nothing_new_then_forecasts_with_the_champion(f
     first = cycle["sets"][0]
     assert (first["model_set"], first["role"], first["skipped"]) == (champion, "champion", {})
     assert first["rows"] > 0 and first["inserted"] == first["rows"]
-    assert first["forecast_time"].startswith("2026-01-15 00:00")  # the newest candle closed at NOW
+    assert first["forecast_time"].startswith("2026-01-15T00:00")  # the newest candle closed at NOW
     ledger = forecast_ledger.read(open_lake(lake_url), model_sets=[champion])
     assert len(ledger) == first["rows"] and set(ledger["symbol"]) == {"BTC", "ETH"}
 
