@@ -240,6 +240,7 @@ def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, l
         "per_coin": {r.symbol: r.metrics for r in results},
         "in_sample": {r.symbol: r.in_sample for r in results},
         "stacking_weights": {r.symbol: r.stacking_weights for r in results},
+        "ensemble_check": ensemble_check(frames, results, cfg),
         "regime": regime.metrics,
         "tuning": tuning["log"],
         "lookahead": leak,
@@ -249,6 +250,41 @@ def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, l
         "evidence_note": "all metrics under per_coin/*/models/*/oos are out-of-sample (walk-forward test "
                          "blocks); in_sample is stored for reference and is never evidence",
     }
+
+
+def ensemble_check(frames, results, cfg) -> dict[str, Any]:
+    """Is the ensemble worse than its best single member out of sample (primary horizon, same rows)? Per coin
+    and pooled; `worse_beyond_tolerance` lists where it loses by more than cfg.ensemble_tolerance in log loss."""
+    from coinline.evaluation.metrics import classification_metrics
+
+    h, tol = cfg.primary_horizon, cfg.ensemble_tolerance
+    per_coin, ys, ens, members = {}, [], [], {}
+    for r in results:
+        if "p" not in r.ensemble or h not in r.predictions:
+            continue
+        y = frames[r.symbol].targets[h]["dir"][r.oos_rows[h]].astype(int)
+        ll = {f: classification_metrics(y, p)["log_loss"] for f, p in r.predictions[h].items()}
+        best = min(ll, key=lambda f: (ll[f], f))
+        e = classification_metrics(y, r.ensemble["p"])["log_loss"]
+        choices = [w.get("choice", "stack") for _, w in sorted(r.stacking_weights.items())]
+        per_coin[r.symbol] = {"ensemble": e, "best_member": best, "best_member_log_loss": ll[best],
+                              "gap": e - ll[best], "fold_combiners": choices}
+        ys.append(y)
+        ens.append(r.ensemble["p"])
+        for f, p in r.predictions[h].items():
+            members.setdefault(f, []).append(p)
+    pooled = None
+    if ys:
+        y = np.concatenate(ys)
+        ll = {f: classification_metrics(y, np.concatenate(v))["log_loss"] for f, v in members.items()
+              if len(v) == len(ys)}
+        best = min(ll, key=lambda f: (ll[f], f))
+        e = classification_metrics(y, np.concatenate(ens))["log_loss"]
+        pooled = {"ensemble": e, "best_member": best, "best_member_log_loss": ll[best], "gap": e - ll[best]}
+    worse = sorted(s for s, c in per_coin.items() if c["gap"] > tol)
+    return {"horizon": h, "tolerance": tol, "pooled": pooled, "per_coin": per_coin,
+            "worse_beyond_tolerance": worse,
+            "pooled_within_tolerance": None if pooled is None else pooled["gap"] <= tol}
 
 
 def _pooled(frames, results, cfg) -> dict:
@@ -261,10 +297,11 @@ def _pooled(frames, results, cfg) -> dict:
             if h == cfg.primary_horizon and "p" in r.ensemble:
                 models["ensemble"] = r.ensemble["p"]
             for name, p in models.items():
-                slot = pooled.setdefault((h, name), {"y": [], "p": [], "base": []})
+                slot = pooled.setdefault((h, name), {"y": [], "p": [], "base": [], "t": []})
                 slot["y"].append(y)
                 slot["p"].append(p)
                 slot["base"].append(r.base_rate[h])
+                slot["t"].append(f.times[r.oos_rows[h]])
     return pooled
 
 
