@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coinline.evaluation.joint import joint_chance_test
+
 RISKMETRICS_LAMBDA = 0.94
 HAR_WINDOWS = (1, 24, 168)       # daily / weekly / monthly in hourly bars
 HAR_FLOOR = 0.01                 # forecasts >= this fraction of the training mean of RV_h
@@ -195,9 +197,6 @@ def score_variance(target: Any, forecasts: dict[str, Any], times: Any = None, *,
     target / forecasts: per-row arrays (rows of all coins concatenated). times: one time stamp per row; when
     given, each forecast gets the joint chance test of mean QLIKE(forecast) - QLIKE(reference) < 0.
     """
-    # lazy: forecasting.scoring imports evaluation, so a top-level import would be a cycle waiting to happen
-    from coinline.evaluation.joint import joint_chance_test
-
     if reference not in forecasts:
         raise ValueError(f"reference {reference!r} is not among the forecasts {sorted(forecasts)}")
     s2 = np.asarray(target, dtype=float)

@@ -241,6 +241,7 @@ def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, l
         "in_sample": {r.symbol: r.in_sample for r in results},
         "stacking_weights": {r.symbol: r.stacking_weights for r in results},
         "ensemble_check": ensemble_check(frames, results, cfg),
+        "horizons": judge_horizons(skill, cfg),
         "regime": regime.metrics,
         "tuning": tuning["log"],
         "lookahead": leak,
@@ -250,6 +251,31 @@ def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, l
         "evidence_note": "all metrics under per_coin/*/models/*/oos are out-of-sample (walk-forward test "
                          "blocks); in_sample is stored for reference and is never evidence",
     }
+
+
+def served_model(h: int, cfg: TrainConfig) -> str:
+    """The combiner a model set serves at horizon h: the stacked ensemble at the primary horizon, the mean
+    of the horizon's specialists elsewhere."""
+    return "ensemble" if h == cfg.primary_horizon else "mean"
+
+
+def judge_horizons(skill: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
+    """Every horizon judged: the served combiner's pooled OOS verdict against the base rate, and every
+    (horizon, model) that loses to the base rate out of sample."""
+    rows = skill["by_model"]
+    served = {}
+    for h in cfg.horizons:
+        row = rows.get(f"{h}/{served_model(h, cfg)}")
+        if row is None:
+            served[str(h)] = {"served": served_model(h, cfg), "evidence": "none"}
+            continue
+        ll, base = row["oos"]["log_loss"], row["base_rate"]["log_loss"]
+        served[str(h)] = {"served": row["model"], "log_loss": ll, "base_rate_log_loss": base,
+                          "worse_than_base_rate": bool(ll > base), "p_value_holm": row["p_value_holm"],
+                          "significant": bool(row["significant"]),
+                          "evidence": "skill" if row["significant"] else "none"}
+    worse = sorted(k for k, r in rows.items() if r["oos"]["log_loss"] > r["base_rate"]["log_loss"])
+    return {"served": served, "worse_than_base_rate": worse}
 
 
 def ensemble_check(frames, results, cfg) -> dict[str, Any]:
@@ -296,6 +322,8 @@ def _pooled(frames, results, cfg) -> dict:
             models = dict(fams)
             if h == cfg.primary_horizon and "p" in r.ensemble:
                 models["ensemble"] = r.ensemble["p"]
+            else:   # what a model set serves at the other horizons: the mean of the horizon's specialists
+                models["mean"] = np.column_stack([fams[f] for f in sorted(fams)]).mean(axis=1)
             for name, p in models.items():
                 slot = pooled.setdefault((h, name), {"y": [], "p": [], "base": [], "t": []})
                 slot["y"].append(y)
