@@ -31,6 +31,7 @@ from coinline.training.coin_task import CoinResult, coin_folds, train_coin
 from coinline.training.config import TrainConfig
 from coinline.training.executor import map_tasks
 from coinline.training.regime_task import RegimeResult, posteriors_for, regime_inputs, train_regime
+from coinline.training.risk_check import risk_metrics
 from coinline.training.skill import pooled_skill
 from coinline.training.tune import tune_family
 
@@ -242,6 +243,7 @@ def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, l
         "stacking_weights": {r.symbol: r.stacking_weights for r in results},
         "ensemble_check": ensemble_check(frames, results, cfg),
         "horizons": judge_horizons(skill, cfg),
+        "risk": risk_metrics(frames, cfg),
         "regime": regime.metrics,
         "tuning": tuning["log"],
         "lookahead": leak,
