@@ -25,6 +25,7 @@ from bench import (
     backfill_rss,
     forecasting,
     ingest_throughput,
+    real_study,
     staged_training,
     sync_noop,
     training,
@@ -40,6 +41,7 @@ BENCHMARKS = {
     "training": lambda opts: training.run(),
     "staged_training": lambda opts: staged_training.run(),
     "forecasting": lambda opts: forecasting.run(),
+    "real_study": lambda opts: real_study.run(),
 }
 
 
@@ -133,6 +135,34 @@ def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                  f"{s['read_seconds']:.2f} s", fmt_ratio(x["scoring/read"])),
                 (name, f"  set-up: lake + one training run ({u['coins']} coins)", f"{u['seconds']:.0f} s", "", ""),
                 (name, "  load average start / end (single run)", r["load_average_start"], r["load_average_end"], "")]
+    if name == "real_study":
+        if "skipped" in r:
+            return [(name, "skipped", r["skipped"][:60], "", "")]
+        out = []
+        for h in r["horizons"]:
+            sv = r["served"][str(h)]["served"]
+            w = r["walk_forward"][f"{h}/{sv}"]
+            out += [(name, f"h={h} walk-forward {sv} / base rate (log loss)", f"{w['log_loss']:.4f}",
+                     f"{w['base_rate_log_loss']:.4f}", fmt_ratio(w["model/base_rate"])),
+                    (name, f"  h={h} walk-forward momentum / base rate", f"{w['momentum_log_loss']:.4f}",
+                     f"{w['base_rate_log_loss']:.4f}", fmt_ratio(w["momentum/base_rate"]))]
+            fz = r["frozen_set"].get(str(h))
+            if fz:
+                out.append((name, f"  h={h} frozen set from 2024-01-01: served / base rate", f"{fz['log_loss']:.4f}",
+                            f"{fz['base_rate_log_loss']:.4f}", fmt_ratio(fz["served/base_rate"])))
+            rk = r["risk"][str(h)]
+            out.append((name, f"  h={h} risk head / HAR-RV (QLIKE; EWMA / HAR {fmt_ratio(rk['ewma']['qlike/har'])})",
+                        f"{rk['served']['qlike']:.4f}", f"{rk['har']['qlike']:.4f}",
+                        fmt_ratio(rk["served"]["qlike/har"])))
+        e = r["ensemble_check"]["pooled"]
+        if e:
+            out.append((name, f"ensemble / best member {e['best_member']} (h={r['ensemble_check']['horizon']})",
+                        f"{e['ensemble']:.4f}", f"{e['best_member_log_loss']:.4f}",
+                        fmt_ratio(x.get("ensemble/best member"))))
+        out += [(name, f"  {len(r['coins'])} coins: train / whole study (wall)", f"{r['steps_seconds']['train']:.0f} s",
+                 f"{r['study_seconds']:.0f} s", fmt_ratio(r["steps_seconds"]["train"] / r["study_seconds"])),
+                (name, "  load average start / end (single run)", r["load_average_start"], r["load_average_end"], "")]
+        return out
     return [(name, "?", "", "", "")]
 
 

@@ -418,7 +418,7 @@ def cmd_forecast(args) -> int:
                    and first.role == "champion" else f"{first.role}: {first.model_set.set_id}")
     rows = first.rows
     window = start is not None
-    out["forecasts"] = [] if window else service.decision_inputs(rows)
+    out["forecasts"] = [] if window else service.decision_inputs(rows, first.model_set)
     if args.json:
         _print(out, True)
         return 0
@@ -429,9 +429,14 @@ def cmd_forecast(args) -> int:
         table = [{"symbol": f["symbol"], "h": f["horizon"], "forecast_time": f["forecast_time"],
                   "p_up": f"{f['p_up']:.4f}", "exp_move": f"{f['expected_move']:+.5f}",
                   "risk": f"{f['expected_abs_move']:.5f}", "conf": f"{f['confidence']:.3f}",
-                  "regime": f"{f['regime_top']} {f['regime'][f['regime_top']]:.2f}", "combiner": f["combiner"]}
+                  "regime": f"{f['regime_top']} {f['regime'][f['regime_top']]:.2f}", "combiner": f["combiner"],
+                  "evidence": f["skill_evidence"]}
                  for f in out["forecasts"]]
-        print(_table(table, ["symbol", "h", "forecast_time", "p_up", "exp_move", "risk", "conf", "regime", "combiner"]))
+        print(_table(table, ["symbol", "h", "forecast_time", "p_up", "exp_move", "risk", "conf", "regime", "combiner",
+                             "evidence"]))
+        if any(f["skill_evidence"] == "none" for f in out["forecasts"]):
+            print("evidence none: what is served at that horizon did not beat the base rate out of sample "
+                  "(Holm-corrected); read its p_up as a calibrated base rate, not as a signal")
     for other in out["sets"][1:]:
         print(f"shadow {other['model_set']}: {other['rows']} forecasts, {other['inserted']} new")
     for why in champ["skipped"].values():

@@ -57,7 +57,11 @@ def test_forecast_prints_decision_inputs_for_every_coin_and_horizon_and_records_
         assert abs(r["expected_move"] - (2 * r["p_up"] - 1) * r["expected_abs_move"]) < 1e-12
         assert abs(sum(r["regime"].values()) - 1) < 1e-9
         assert r["model_set"] == trained.run_id and len(r["input_hash"]) == 64 and r["dataset_hash"]
-    assert {r["combiner"] for r in rows if r["horizon"] == 4} <= {"stacked", "mean"}
+    fams = {"xgboost", "lightgbm", "random_forest", "lstm", "transformer"}
+    assert {r["combiner"] for r in rows if r["horizon"] == 4} <= {"stacked", "mean", *(f"member:{f}" for f in fams)}
+    assert {r["combiner"] for r in rows if r["horizon"] != 4} == {"mean"}
+    # a random walk: no horizon has evidence of skill, and the output says so per row
+    assert {r["skill_evidence"] for r in rows} == {"none"}
     assert out["sets"][0]["inserted"] == len(rows) == 9
     again = _json(cli("forecast", "--run", trained.run_id, "--json"))
     assert again["sets"][0]["inserted"] == 0 and again["forecasts"] == rows
@@ -89,6 +93,7 @@ def test_without_an_active_set_the_baseline_is_the_champion(cli, trained):
     assert {r["symbol"] for r in doc["forecasts"]} == set(SYMBOLS)
     for r in doc["forecasts"]:
         assert r["combiner"] == "climatology" and r["p_up"] == r["baselines"]["base_rate"]
+        assert r["skill_evidence"] == "baseline"
         assert 0.3 < r["p_up"] < 0.7
 
 

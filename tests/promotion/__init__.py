@@ -61,6 +61,7 @@ def permissive_policy_data(**overrides) -> dict:
     data["policy_version"] = "test-permissive-v1"
     data["oos"].update(alpha=1.0, min_log_loss_skill=-1.0, min_samples=1, max_ece=1.0, active_tolerance=1.0)
     data["simulation"].update(max_drawdown=1.0, min_sharpe=-1000.0, max_turnover=1000.0, min_periods=1)
+    data["horizons"].update(tolerance=1.0)
     for dotted, value in overrides.items():
         section, key = dotted.split("__")
         data[section][key] = value

@@ -166,3 +166,20 @@ def test_oos_rows_of_other_models_do_not_stand_in_for_the_promoted_one(rw):
     metrics["skill"]["by_model"] = {k: v for k, v in metrics["skill"]["by_model"].items() if not k.endswith("/ensemble")}
     assert metrics["skill"]["by_model"]
     assert codes(replace(rw[0], metrics=metrics), policy()) == [g.OOS_EVIDENCE_MISSING]
+
+
+def test_every_served_horizon_is_judged_against_the_base_rate(rw):
+    ev = rw[0]
+    metrics = copy.deepcopy(ev.metrics)
+    metrics["horizons"] = {"served": {
+        "1": {"served": "mean", "log_loss": 0.6920, "base_rate_log_loss": 0.6925},
+        "4": {"served": "ensemble", "log_loss": 0.6930, "base_rate_log_loss": 0.6930},
+        "24": {"served": "mean", "log_loss": 0.7100, "base_rate_log_loss": 0.6950}}}
+    result = g.oos_gate(replace(ev, metrics=metrics), load_policy())
+    assert f"{g.SERVED_HORIZON_WORSE}:h24" in result.reason_codes
+    assert not any(c.endswith((":h1", ":h4")) for c in result.reason_codes)
+    assert set(result.figures["served_horizons"]) == {"1", "4", "24"}
+    del metrics["horizons"]
+    assert g.SERVED_HORIZON_EVIDENCE_MISSING in g.oos_gate(replace(ev, metrics=metrics), load_policy()).reason_codes
+    v1 = parse_policy({k: v for k, v in load_policy().data.items() if k not in ("horizons", "forward")}, "v1-like")
+    assert not any(c.startswith("SERVED_HORIZON") for c in g.oos_gate(replace(ev, metrics=metrics), v1).reason_codes)

@@ -182,3 +182,12 @@ def test_metric_only_sections_render_from_metrics_json_alone(bare):
     assert [p.key for s in sections for p in s.plots] == ["oos_metrics", "calibration", "equity"]
     html = render_page(title="t", run_id=run_id, header=[], sections=sections, footer=[])
     assert _parse(html).sections == ["oos", "calibration", "simulation"]
+
+
+def test_the_oos_section_judges_every_horizon_the_ensemble_and_the_risk_head(bare):
+    _, _, html = bare
+    for title in ("Every served horizon vs the base rate", "Ensemble vs its best single member",
+                  "Risk head vs EWMA and HAR-RV"):
+        assert title in html
+    for name in ("served", "ewma", "har", "constant"):
+        assert f"<td>{name}</td>" in html

@@ -138,7 +138,7 @@ def predict_model_rows(ms: ModelSet, inputs: Inputs, symbol: str, rows: np.ndarr
         if h == ms.primary_horizon and meta is not None:
             P = np.column_stack([members[f] for f in meta.families])
             p, _ = meta.predict(P, np.nan_to_num(post, nan=1.0 / N_REGIMES))
-            combiner = "mean" if meta.fallback else "stacked"
+            combiner = "stacked" if meta.choice == "stack" else meta.choice
         else:
             p, combiner = np.column_stack([members[f] for f in sorted(members)]).mean(axis=1), "mean"
         vol = vol1 * np.sqrt(h)

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import t as student_t
 
-from coinline.evaluation.baselines import _block_bootstrap_means, skill_scores
+from coinline.evaluation.baselines import skill_scores
+from coinline.evaluation.joint import MIN_BLOCKS, joint_chance_test  # noqa: F401  (re-exported)
 from coinline.evaluation.metrics import classification_metrics, pointwise_losses
 from coinline.jsonsafe import clean
 from coinline.models.base import derive_seed
@@ -42,7 +42,6 @@ from coinline.training.skill import holm
 BASELINE_COLUMNS = {"base_rate": "p_base_rate", "momentum": "p_momentum", "random_walk": None}
 CANDLE_KEY = ["symbol", "quote", "interval", "source"]
 LEDGER_KEY = ["model_set", "symbol", "quote", "interval", "horizon", "decision_time"]
-MIN_BLOCKS = 5          # as chance_test: fewer than this many blocks of time stamps -> nothing is significant
 
 
 def _ms(values: Any) -> np.ndarray:
@@ -109,38 +108,6 @@ def _evaluate(g: pd.DataFrame) -> dict:
         "risk": {"n": int(ok.sum()), "mae": mae, "naive_mae": naive_mae,
                  "skill": 1.0 - mae / naive_mae if mae is not None and naive_mae else None},
     }
-
-
-def joint_chance_test(times: Any, d: np.ndarray, *, seed: int, block: int = 24, n_boot: int = 500,
-                      alpha: float = 0.05) -> dict:
-    """One-sided block-bootstrap test of mean(d) < 0 on d summed per time stamp (see the module docstring).
-
-    times: one time stamp per row (any sortable values); d: per-row loss differences (negative = better).
-    The bootstrap resamples blocks of ``block`` consecutive time stamps; rows of one time stamp stay together.
-    """
-    if n_boot < 1 or block < 1 or not 0 < alpha < 1:
-        raise ValueError("need n_boot >= 1, block >= 1 and 0 < alpha < 1")
-    d = np.asarray(d, dtype=float)
-    s = pd.Series(d).groupby(np.asarray(times), sort=True).sum().to_numpy(dtype=float)
-    n = int(s.shape[0])
-    mean_diff = float(np.mean(s)) if n else None
-    out = {"n_rows": int(d.shape[0]), "n_times": n, "block": int(block), "n_boot": int(n_boot), "seed": int(seed),
-           "mean_diff": mean_diff, "p_value": 1.0, "p_bootstrap": None, "p_t": None, "se": None, "reason": None}
-    if n < MIN_BLOCKS * block:
-        out["reason"] = f"too few time stamps: n_times={n} < min_blocks*block={MIN_BLOCKS * block}"
-    elif np.ptp(s) == 0:
-        out["reason"] = "loss differences are constant: no sampling noise to test against"
-    else:
-        rng = np.random.default_rng(seed)
-        starts = rng.integers(0, n - block + 1, size=(n_boot, max(1, math.ceil(n / block))))
-        means, expectation = _block_bootstrap_means(s, starts, block)
-        centered = means - expectation
-        p_boot = (1.0 + float(np.sum(centered <= mean_diff))) / (1.0 + n_boot)
-        se = float(np.std(centered, ddof=1)) if n_boot > 1 else 0.0
-        p_t = float(student_t.cdf(mean_diff / se, df=n // block - 1)) if se > 0 else 1.0
-        out.update(p_value=float(max(p_boot, p_t)), p_bootstrap=float(p_boot), p_t=p_t, se=se)
-    out["significant"] = bool(out["reason"] is None and out["p_value"] <= alpha)
-    return out
 
 
 def _log_loss(y: np.ndarray, p: Any) -> np.ndarray:

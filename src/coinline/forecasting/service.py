@@ -197,8 +197,12 @@ def summary(b: Batch) -> dict:
             "forecast_time": None if rows.empty else pd.Timestamp(rows["forecast_time"].max()).isoformat()}
 
 
-def decision_inputs(rows: pd.DataFrame) -> list[dict]:
-    """Ledger rows as the JSON a consumer reads: one object per (coin, horizon), regimes nested."""
+def decision_inputs(rows: pd.DataFrame, ms_: ModelSet | None = None) -> list[dict]:
+    """Ledger rows as the JSON a consumer reads: one object per (coin, horizon), regimes nested, and what the
+    set's out-of-sample evidence says of the horizon (`skill_evidence`: "skill" when what is served there
+    beat the base rate significantly after Holm's correction, "none" otherwise, "baseline" for the
+    baseline itself)."""
+    evidence = (ms_.doc.get("evidence") or {}) if ms_ is not None else {}
     from coinline.forecasting.schema import REGIME_COLUMNS
     from coinline.jsonsafe import clean
 
@@ -210,5 +214,9 @@ def decision_inputs(rows: pd.DataFrame) -> list[dict]:
         r["regime"] = regime
         r["regime_top"] = max(regime, key=regime.get)
         r["baselines"] = {"base_rate": r.pop("p_base_rate"), "momentum": r.pop("p_momentum")}
+        verdict = evidence.get(str(r["horizon"])) or {}
+        r["skill_evidence"] = ("baseline" if ms_ is not None and ms_.is_baseline
+                               else verdict.get("evidence", "none"))
+        r["skill_p_value_holm"] = verdict.get("p_value_holm")
         out.append(clean(r))
     return out

@@ -12,9 +12,19 @@ predictions is fit ONLY on the OOF base predictions and realized labels of folds
 fully realized before fold k's test start minus the embargo; enforcing that is the caller's job (pass
 NaN for a label not yet realized, or give `row_time` / `label_time` to `walk_forward_stack`, which then
 drops earlier-fold rows whose label is not realized strictly before fold k's first row). This class only takes arrays.
-Fold 0 has no earlier folds, so it has no meta-learner and falls back to the equal-weight average of
-the base probabilities (flagged `fallback=True`); so does any fold whose meta training set is too small
-(< params["min_train_rows"]) or holds a single class.
+Fold 0 has no earlier folds. Its combiner is learned on a `warmup` set when the caller gives one: the
+fold's own base models' predictions on the calibration slice of its training window (an inner split: those
+rows lie after the fitted part and an embargo; only the 2-parameter calibration maps saw their labels), fit
+without regime gating (no out-of-sample posteriors exist there). Without a warmup, and for any fold whose
+meta training set is too small (< params["min_train_rows"]) or holds a single class, the combiner falls
+back to the equal-weight average of the base probabilities (flagged `fallback=True`).
+
+The combiner is CHOSEN, not assumed (`choice`): the meta training rows (in time order) are split into an
+inner training part and the last `select_fraction` as inner validation; the stack fitted on the inner part,
+the equal-weight mean and every single member are scored there by log loss, and the best one is refitted on
+all the rows (a member or the mean need no fitting). So stacking is used only where it paid on data the
+stack did not see, and otherwise the combiner is the best member (or the mean): an ensemble that is not
+worse than its best member beyond what the inner validation could tell apart.
 
 Features (for k base families and the 4 regime posteriors of `models.regime.REGIMES`)
     logit:{fam}                  logit of the base P(up), clipped to [1e-4, 1 - 1e-4]          (k)
@@ -26,7 +36,8 @@ Model: L2 logistic regression (lbfgs, deterministic) with C = params["C"], on th
 features so that the coefficients read directly in logit units.
 
 `predict` returns (p_up, confidence) with confidence = |2 p_up - 1| in [0, 1]: 0 for a coin flip, 1 for
-a certain call (the distance of p_up from 0.5, rescaled).
+a certain call (the distance of p_up from 0.5, rescaled). The regime posteriors given to `predict` are used
+only by a combiner fitted with them.
 """
 
 from __future__ import annotations
@@ -54,16 +65,24 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))   # overflow-free, exact enough for probabilities
 
 
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(np.asarray(p, dtype=float), CLIP, 1.0 - CLIP)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
 class StackingMetaLearner:
     """L2 logistic regression over logits of OOF base probabilities, regime posteriors and their products.
 
     params: C (default 1.0), max_iter (1000), tol (1e-6), min_train_rows (50): fewer usable rows (or one
-    class only) -> fallback to the equal-weight average of base probabilities.
+    class only) -> fallback to the equal-weight average of base probabilities; select_fraction (0.3): the
+    last share of the rows that chooses between stack, mean and single members (0: always stack).
     Rows with a non-finite base probability, posterior or label are ignored in `fit`.
-    `regime_post=None` (in fit and predict alike) stacks without regime gating.
+    `regime_post=None` in fit stacks without regime gating.
+    `choice`: "stack", "mean" or "member:<family>"; `selection`: the inner-validation log loss of each.
     """
 
-    DEFAULTS: Mapping[str, Any] = {"C": 1.0, "max_iter": 1000, "tol": 1e-6, "min_train_rows": 50}
+    DEFAULTS: Mapping[str, Any] = {"C": 1.0, "max_iter": 1000, "tol": 1e-6, "min_train_rows": 50,
+                                   "select_fraction": 0.3}
 
     def __init__(self, params: Mapping[str, Any] | None = None, families: Sequence[str] = FAMILIES):
         self.params = {**self.DEFAULTS, **(params or {})}
@@ -71,6 +90,8 @@ class StackingMetaLearner:
         if not self.families or len(set(self.families)) != len(self.families):
             raise ValueError("families must be non-empty and unique")
         self.fallback = True
+        self.choice = "mean"
+        self.selection: dict[str, float] = {}
         self.use_regime: bool | None = None
         self.coef_: np.ndarray | None = None
         self.intercept_: float = 0.0
@@ -121,35 +142,58 @@ class StackingMetaLearner:
             raise ValueError("y must be 0/1 (NaN for unrealized labels)")
         self.n_train = int(ok.sum())
         yk = y[ok].astype(np.int64)
-        self.coef_, self.intercept_ = None, 0.0
-        if self.n_train < int(self.params["min_train_rows"]) or len(np.unique(yk)) < 2:
-            self.fallback = True
+        self.coef_, self.intercept_, self.selection = None, 0.0, {}
+        if not self._viable(yk):
+            self.fallback, self.choice = True, "mean"
             return self
-        X = self._features(P[ok], None if R is None else R[ok])
+        self.fallback = False
+        Pk, Rk = P[ok], None if R is None else R[ok]
+        self.choice = self._select(Pk, Rk, yk)
+        if self.choice == "stack":
+            self.coef_, self.intercept_ = self._fit_stack(Pk, Rk, yk)
+        return self
+
+    def _viable(self, y: np.ndarray) -> bool:
+        return len(y) >= int(self.params["min_train_rows"]) and len(np.unique(y)) == 2
+
+    def _fit_stack(self, P: np.ndarray, R: np.ndarray | None, y: np.ndarray) -> tuple[np.ndarray, float]:
         model = LogisticRegression(C=float(self.params["C"]), solver="lbfgs", max_iter=int(self.params["max_iter"]),
                                    tol=float(self.params["tol"]), random_state=self.seed)
         with threadpool_limits(limits=1):   # single-threaded BLAS: bit-identical across machines, no oversubscription
-            model.fit(X, yk)
-        self.coef_ = np.asarray(model.coef_[0], dtype=float)
-        self.intercept_ = float(model.intercept_[0])
-        self.fallback = False
-        return self
+            model.fit(self._features(P, R), y)
+        return np.asarray(model.coef_[0], dtype=float), float(model.intercept_[0])
+
+    def _select(self, P: np.ndarray, R: np.ndarray | None, y: np.ndarray) -> str:
+        """Stack, mean or the best single member, by log loss on the last `select_fraction` of the rows."""
+        frac = float(self.params["select_fraction"])
+        cut = len(y) - int(round(frac * len(y)))
+        if frac <= 0 or not self._viable(y[:cut]) or len(np.unique(y[cut:])) < 2:
+            return "stack"
+        coef, b = self._fit_stack(P[:cut], None if R is None else R[:cut], y[:cut])
+        Pv, Rv, yv = P[cut:], None if R is None else R[cut:], y[cut:]
+        cands = {"stack": _sigmoid(row_linear(self._features(Pv, Rv), coef, b)), "mean": Pv.mean(axis=1)}
+        cands.update({f"member:{f}": Pv[:, i] for i, f in enumerate(self.families)})
+        self.selection = {name: _log_loss(yv, p) for name, p in cands.items()}
+        return min(self.selection, key=lambda k: (self.selection[k], k != "stack", k))
 
     def predict(self, base_probs: np.ndarray, regime_post: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(p_up, confidence); confidence = |2 p_up - 1|. Fallback: p_up = mean of base probabilities."""
         P, R = self._check(base_probs, regime_post)
-        if self.fallback:
-            p = P.mean(axis=1)
+        if self.choice == "stack":
+            if self.use_regime and R is None:
+                raise ValueError("this meta-learner was fit with regime posteriors: give regime_post")
+            p = _sigmoid(row_linear(self._features(P, R if self.use_regime else None), self.coef_,
+                                    self.intercept_))
+        elif self.choice.startswith("member:"):
+            p = P[:, self.families.index(self.choice.split(":", 1)[1])].copy()
         else:
-            if (R is not None) != self.use_regime:
-                raise ValueError("regime_post must be given iff the meta-learner was fit with it")
-            p = _sigmoid(row_linear(self._features(P, R), self.coef_, self.intercept_))
+            p = P.mean(axis=1)
         return p, np.abs(2.0 * p - 1.0)
 
     # -- inspection / artifact
     def weights(self) -> dict[str, float]:
-        """Feature name -> coefficient, plus "intercept"; {} while in fallback (equal-weight average)."""
-        if self.fallback:
+        """Feature name -> coefficient, plus "intercept"; {} unless the combiner is the stack."""
+        if self.choice != "stack":
             return {}
         out = {name: float(c) for name, c in zip(self.feature_names(), self.coef_, strict=True)}
         out["intercept"] = float(self.intercept_)
@@ -157,10 +201,12 @@ class StackingMetaLearner:
 
     def family_weights(self, regime_post: np.ndarray | None = None) -> dict[str, float]:
         """Effective logit weight per family: w[logit:f] + sum_r w[logit:f*regime:r] * mean posterior_r
-        (mean over the given rows; uniform posteriors if none). Fallback: 1/k each (equal average)."""
+        (mean over the given rows; uniform posteriors if none). Mean: 1/k each; a member: 1 for it, 0 else."""
         k = len(self.families)
-        if self.fallback:
+        if self.choice == "mean":
             return {f: 1.0 / k for f in self.families}
+        if self.choice.startswith("member:"):
+            return {f: float(self.choice == f"member:{f}") for f in self.families}
         w = self.coef_
         eff = w[:k].copy()
         if self.use_regime:
@@ -172,9 +218,9 @@ class StackingMetaLearner:
     def to_bytes(self) -> bytes:
         doc = {
             "kind": "stacking_meta_learner", "families": list(self.families), "regimes": list(REGIMES),
-            "params": dict(self.params), "seed": self.seed, "fallback": self.fallback,
-            "use_regime": self.use_regime, "n_train": self.n_train,
-            "feature_names": [] if self.fallback else self.feature_names(),
+            "params": dict(self.params), "seed": self.seed, "fallback": self.fallback, "choice": self.choice,
+            "selection": self.selection, "use_regime": self.use_regime, "n_train": self.n_train,
+            "feature_names": self.feature_names() if self.choice == "stack" else [],
             "coef": [] if self.coef_ is None else self.coef_.tolist(), "intercept": self.intercept_,
         }
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
@@ -185,7 +231,9 @@ class StackingMetaLearner:
         self = cls(doc["params"], families=tuple(doc["families"]))
         self.seed, self.fallback, self.n_train = doc["seed"], doc["fallback"], doc["n_train"]
         self.use_regime = doc["use_regime"]
-        self.coef_ = None if self.fallback else np.asarray(doc["coef"], dtype=float)
+        self.choice = doc.get("choice", "mean" if self.fallback else "stack")
+        self.selection = doc.get("selection", {})
+        self.coef_ = np.asarray(doc["coef"], dtype=float) if self.choice == "stack" else None
         self.intercept_ = float(doc["intercept"])
         return self
 
@@ -193,8 +241,9 @@ class StackingMetaLearner:
 def walk_forward_stack(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post: np.ndarray | None,
                        y: np.ndarray, families: Sequence[str], seed: int, *,
                        params: Mapping[str, Any] | None = None, row_time: np.ndarray | None = None,
-                       label_time: np.ndarray | None = None,
-                       models: list | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                       label_time: np.ndarray | None = None, models: list | None = None,
+                       warmup: Mapping[Any, tuple[np.ndarray, np.ndarray]] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Stack OOF base predictions fold by fold (fold ids ascend in time), never using a fold's own labels.
 
     Fold f's predictions come from a meta-learner fit on rows with fold_id < f only (y NaN = unrealized,
@@ -205,6 +254,8 @@ def walk_forward_stack(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post
     p_up = the equal-weight average of the base probabilities.
     `models`, when given a list, receives each fold's fitted meta-learner in fold order (the last one is
     the deployable combiner: it made the last test fold's predictions).
+    `warmup[f] = (base_probs, y)`: rows a fold may learn its combiner from when it has too little realized
+    earlier-fold history (fold 0: its models' predictions on its calibration slice); fit without regime.
     """
     fold_ids = np.asarray(fold_ids)
     P = np.asarray(base_probs, dtype=float)
@@ -228,11 +279,16 @@ def walk_forward_stack(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post
         if row_time is not None:
             train &= label_time < row_time[test].min()
         meta = StackingMetaLearner(params, families=families)
-        meta.fit(P[train], None if R is None else R[train], y[train], seed=derive_seed(seed, "stacking", f))
+        fold_seed = derive_seed(seed, "stacking", f)
+        key = f.item() if hasattr(f, "item") else f
+        meta.fit(P[train], None if R is None else R[train], y[train], seed=fold_seed)
+        if meta.fallback and warmup is not None and key in warmup:
+            wP, wy = warmup[key]
+            meta = StackingMetaLearner(params, families=families).fit(wP, None, wy, seed=fold_seed)
         p_up[test], conf[test] = meta.predict(P[test], None if R is None else R[test])
         if models is not None:
             models.append(meta)
-        key = f.item() if hasattr(f, "item") else f
-        per_fold[key] = {"fallback": meta.fallback, "n_train": meta.n_train, "weights": meta.weights(),
+        per_fold[key] = {"fallback": meta.fallback, "choice": meta.choice, "selection": meta.selection,
+                         "use_regime": meta.use_regime, "n_train": meta.n_train, "weights": meta.weights(),
                          "family_weights": meta.family_weights(None if R is None else R[test])}
     return p_up, conf, per_fold

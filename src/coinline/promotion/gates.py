@@ -49,6 +49,8 @@ AUDIT_DATASET_MISSING = "AUDIT_DATASET_MISSING"
 AUDIT_DATASET_HASH_MISMATCH = "AUDIT_DATASET_HASH_MISMATCH"
 FORWARD_EVIDENCE_INSUFFICIENT = "FORWARD_EVIDENCE_INSUFFICIENT"
 FORWARD_WORSE_THAN_CHAMPION = "FORWARD_WORSE_THAN_CHAMPION"
+SERVED_HORIZON_WORSE = "SERVED_HORIZON_WORSE_THAN_BASE_RATE"      # + ":h<N>", one code per losing horizon
+SERVED_HORIZON_EVIDENCE_MISSING = "SERVED_HORIZON_EVIDENCE_MISSING"
 
 GATES = ("oos_quality", "simulation", "risk", "audit", "forward")
 
@@ -170,7 +172,27 @@ def oos_gate(ev: Evidence, policy: Policy) -> GateResult:
     if ev.active is not None:
         mine = log_loss_skill(_num(oos.get("log_loss")), _num((row.get("base_rate") or {}).get("log_loss")))
         figures["vs_active"] = _vs_active(ev, policy, mine, codes)
+    if "horizons" in policy.data and policy.section("horizons")["served_not_worse_than_base_rate"]:
+        figures["served_horizons"] = _served_horizons(metrics, policy.section("horizons")["tolerance"], codes)
+        thresholds["horizons"] = policy.section("horizons")
     return _result("oos_quality", codes, figures, thresholds)
+
+
+def _served_horizons(metrics: dict[str, Any], tolerance: float, codes: set[str]) -> dict[str, Any]:
+    """Each served horizon's pooled OOS log loss against the base rate (metrics["horizons"]["served"])."""
+    served = (metrics.get("horizons") or {}).get("served")
+    if not served:
+        codes.add(SERVED_HORIZON_EVIDENCE_MISSING)
+        return {}
+    out = {}
+    for h, v in sorted(served.items(), key=lambda kv: int(kv[0])):
+        ll, base = _num(v.get("log_loss")), _num(v.get("base_rate_log_loss"))
+        if ll is None or base is None:
+            codes.add(SERVED_HORIZON_EVIDENCE_MISSING)
+        elif ll > base + tolerance:
+            codes.add(f"{SERVED_HORIZON_WORSE}:h{h}")
+        out[h] = {"served": v.get("served"), "log_loss": ll, "base_rate_log_loss": base}
+    return out
 
 
 def _vs_active(ev: Evidence, policy: Policy, candidate: float | None, codes: set[str]) -> dict[str, Any]:

@@ -30,6 +30,10 @@ Format (every key required, unknown keys rejected; see `policies/default-v2.json
     forward.horizon           "primary" or a horizon in bars
     forward.tolerance         the candidate's forward log loss may exceed the champion's by at most this
     forward.max_shadows       rejected candidates kept forecasting in shadow (oldest retired beyond it)
+    horizons (optional section; absent = only the evidence horizon is judged, as in default-v1)
+    horizons.served_not_worse_than_base_rate  every horizon the set serves must not lose to the base rate out
+                              of sample (pooled log loss of what is served there: the ensemble at the primary
+                              horizon, the specialists' mean elsewhere), by more than horizons.tolerance
 
 The policy hash is SHA-256 over the canonical JSON (sorted keys, no whitespace), so reformatting the
 file does not change it but any threshold change does.
@@ -59,8 +63,9 @@ _SCHEMA: dict[str, Any] = {
     "risk": {"max_position": _NUM, "max_gross_exposure": _NUM, "max_coin_weight": _NUM},
     "audit": {"required_artifacts": list, "required_prefixes": list, "verify_dataset": bool},
     "forward": {"mode": str, "min_matured_rows": int, "horizon": (str, int), "tolerance": _NUM, "max_shadows": int},
+    "horizons": {"served_not_worse_than_base_rate": bool, "tolerance": _NUM},
 }
-_OPTIONAL = {"forward"}
+_OPTIONAL = {"forward", "horizons"}
 FORWARD_MODES = ("off", "when_available", "required")
 
 

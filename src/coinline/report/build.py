@@ -36,6 +36,7 @@ from coinline.datasets.status import coverage
 from coinline.errors import CoinlineError
 from coinline.lake.store import Lake
 from coinline.report import figures as figs
+from coinline.report.evidence import evidence_tables
 from coinline.report.html import Badge, Plot, Section, Table, fmt, render_page
 from coinline.report.live import live_section
 from coinline.report.parts import capped as _capped
@@ -417,6 +418,7 @@ def _oos(metrics, active, active_id) -> Section:
                             note="LL skill = 1 - model log loss / baseline log loss (positive = better). "
                                  "vs active = this run's log loss minus the active set's (negative = better); the "
                                  "active set was evaluated on its own test blocks."))
+    sec.tables.extend(evidence_tables(metrics))
     return sec
 
 

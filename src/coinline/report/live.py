@@ -104,7 +104,7 @@ def _live_curves(matured) -> tuple[dict, str]:
     t = pd.to_datetime(m["decision_time"], utc=True)
     span_days = (t.max() - t.min()).total_seconds() / 86_400
     bucket = "day" if span_days <= DAILY_UP_TO_DAYS else "week"
-    start = t.dt.floor("D") if bucket == "day" else (t - pd.to_timedelta(t.dt.dayofweek, unit="D")).dt.floor("D")
+    start = t.dt.floor("D") if bucket == "day" else (t - pd.to_timedelta(t.dt.day_of_week, unit="D")).dt.floor("D")
     frame = pd.DataFrame({"horizon": m["horizon"].to_numpy(), "model_set": m["model_set"].to_numpy(),
                           "bucket": start.dt.tz_convert(None).to_numpy(), "d": d})
     panels: dict[str, dict] = {}

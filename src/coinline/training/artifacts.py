@@ -41,7 +41,7 @@ def write_run(lake: Lake, run_id: str, *, cfg: TrainConfig, dataset: dict, metri
         if r.final_meta:
             files[f"models/{r.symbol}/meta.bin"] = r.final_meta
     files["modelset.json"] = json_bytes(modelset_doc(run_id, cfg, dataset, results, frames, regime,
-                                                     quote=quote, interval=interval))
+                                                     quote=quote, interval=interval, metrics=metrics))
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
     # the parquet file carries writer metadata; hash its rows instead for the content identity
     from coinline.hashing import table_sha256
@@ -73,7 +73,7 @@ def model_file(symbol: str, name: str) -> str:
 
 
 def modelset_doc(run_id: str, cfg: TrainConfig, dataset: dict, results: list, frames: dict, regime, *,
-                 quote: str, interval: str) -> dict[str, Any]:
+                 quote: str, interval: str, metrics: dict | None = None) -> dict[str, Any]:
     """The run as a model set: which files predict which (coin, horizon), and what serving needs beside them."""
     spec = dataset.get("spec", {})
     coins: dict[str, Any] = {}
@@ -105,4 +105,5 @@ def modelset_doc(run_id: str, cfg: TrainConfig, dataset: dict, results: list, fr
         "primary_horizon": cfg.primary_horizon,
         "regime": "models/regime.bin" if regime.final_model else None,
         "coins": coins,
+        "evidence": (metrics or {}).get("horizons", {}).get("served", {}),
     }

@@ -53,6 +53,9 @@ class CoinResult:
     # what serving needs beside the models, per horizon, fitted on the last fold's train + calib rows:
     # {"base_rate", "momentum" ({"-1", "0", "1"} -> P(up)), "risk_scale" (mean |ret| / (vol sqrt h)), "rows"}
     serving: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # primary horizon, per fold: the fold models' P(up) on the fold's calibration slice and its labels (the
+    # stacking warm-up of a fold without realized earlier-fold history)
+    calib_predictions: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def coin_folds(frame: CoinFrame, cfg: TrainConfig) -> list[Fold]:
@@ -111,6 +114,9 @@ def train_specialists(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict]
                 model.fit(frame.F, targets, train_idx=tr, calib_idx=ca,
                           seed=derive_seed(cfg.seed, frame.symbol, fam, fold.index, h))
                 preds[fam].append(model.predict_proba(frame.F, te))
+                if h == cfg.primary_horizon:
+                    slot = result.calib_predictions.setdefault(fold.index, {"y": targets["dir"][ca], "p": {}})
+                    slot["p"][fam] = model.predict_proba(frame.F, ca)
                 for name, values in model.predict_extra(frame.F, te).items():
                     extras[fam].setdefault(name, []).append(values)
                 blob = model.to_bytes()
@@ -160,10 +166,12 @@ def _stack(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: 
     step = int(np.median(np.diff(frame.times))) if len(frame.times) > 1 else 0
     row_time = frame.times[rows]
     metas: list = []
+    warmup = {k: (np.column_stack([c["p"][f] for f in fams]), c["y"]) for k, c in result.calib_predictions.items()
+              if all(f in c["p"] for f in fams)}
     p, conf, weights = walk_forward_stack(result.oos_fold[h], base, post, y, fams,
                                           derive_seed(cfg.seed, frame.symbol, "stack"),
                                           row_time=row_time, label_time=row_time + (h + 1) * step,
-                                          params={"C": cfg.stacking_c}, models=metas)
+                                          params={"C": cfg.stacking_c}, models=metas, warmup=warmup)
     result.ensemble = {"p": p, "confidence": conf}
     result.stacking_weights = weights
     result.final_meta = metas[-1].to_bytes() if metas else b""

@@ -54,6 +54,7 @@ class TrainConfig:
     seed: int = 42
     max_history_bars: int | None = 6000         # most recent bars per coin used for training (None: all)
     stacking_c: float = 0.05                    # L2 strength of the meta-learner (29 inputs, ~10^3 rows/fold)
+    ensemble_tolerance: float = 0.001           # OOS log loss the ensemble may lose to its best member (reported)
     in_sample_rows: int = 1000                  # last training rows scored for the (labelled) in-sample metrics
     features: FeatureConfig = field(default_factory=FeatureConfig)
     folds: FoldConfig = field(default_factory=FoldConfig)

@@ -31,6 +31,7 @@ from coinline.training.coin_task import CoinResult, coin_folds, train_coin
 from coinline.training.config import TrainConfig
 from coinline.training.executor import map_tasks
 from coinline.training.regime_task import RegimeResult, posteriors_for, regime_inputs, train_regime
+from coinline.training.risk_check import risk_metrics
 from coinline.training.skill import pooled_skill
 from coinline.training.tune import tune_family
 
@@ -240,6 +241,9 @@ def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, l
         "per_coin": {r.symbol: r.metrics for r in results},
         "in_sample": {r.symbol: r.in_sample for r in results},
         "stacking_weights": {r.symbol: r.stacking_weights for r in results},
+        "ensemble_check": ensemble_check(frames, results, cfg),
+        "horizons": judge_horizons(skill, cfg),
+        "risk": risk_metrics(frames, cfg),
         "regime": regime.metrics,
         "tuning": tuning["log"],
         "lookahead": leak,
@@ -251,6 +255,66 @@ def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, l
     }
 
 
+def served_model(h: int, cfg: TrainConfig) -> str:
+    """The combiner a model set serves at horizon h: the stacked ensemble at the primary horizon, the mean
+    of the horizon's specialists elsewhere."""
+    return "ensemble" if h == cfg.primary_horizon else "mean"
+
+
+def judge_horizons(skill: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
+    """Every horizon judged: the served combiner's pooled OOS verdict against the base rate, and every
+    (horizon, model) that loses to the base rate out of sample."""
+    rows = skill["by_model"]
+    served = {}
+    for h in cfg.horizons:
+        row = rows.get(f"{h}/{served_model(h, cfg)}")
+        if row is None:
+            served[str(h)] = {"served": served_model(h, cfg), "evidence": "none"}
+            continue
+        ll, base = row["oos"]["log_loss"], row["base_rate"]["log_loss"]
+        served[str(h)] = {"served": row["model"], "log_loss": ll, "base_rate_log_loss": base,
+                          "worse_than_base_rate": bool(ll > base), "p_value_holm": row["p_value_holm"],
+                          "significant": bool(row["significant"]),
+                          "evidence": "skill" if row["significant"] else "none"}
+    worse = sorted(k for k, r in rows.items() if r["oos"]["log_loss"] > r["base_rate"]["log_loss"])
+    return {"served": served, "worse_than_base_rate": worse}
+
+
+def ensemble_check(frames, results, cfg) -> dict[str, Any]:
+    """Is the ensemble worse than its best single member out of sample (primary horizon, same rows)? Per coin
+    and pooled; `worse_beyond_tolerance` lists where it loses by more than cfg.ensemble_tolerance in log loss."""
+    from coinline.evaluation.metrics import classification_metrics
+
+    h, tol = cfg.primary_horizon, cfg.ensemble_tolerance
+    per_coin, ys, ens, members = {}, [], [], {}
+    for r in results:
+        if "p" not in r.ensemble or h not in r.predictions:
+            continue
+        y = frames[r.symbol].targets[h]["dir"][r.oos_rows[h]].astype(int)
+        ll = {f: classification_metrics(y, p)["log_loss"] for f, p in r.predictions[h].items()}
+        best = min(ll, key=lambda f: (ll[f], f))
+        e = classification_metrics(y, r.ensemble["p"])["log_loss"]
+        choices = [w.get("choice", "stack") for _, w in sorted(r.stacking_weights.items())]
+        per_coin[r.symbol] = {"ensemble": e, "best_member": best, "best_member_log_loss": ll[best],
+                              "gap": e - ll[best], "fold_combiners": choices}
+        ys.append(y)
+        ens.append(r.ensemble["p"])
+        for f, p in r.predictions[h].items():
+            members.setdefault(f, []).append(p)
+    pooled = None
+    if ys:
+        y = np.concatenate(ys)
+        ll = {f: classification_metrics(y, np.concatenate(v))["log_loss"] for f, v in members.items()
+              if len(v) == len(ys)}
+        best = min(ll, key=lambda f: (ll[f], f))
+        e = classification_metrics(y, np.concatenate(ens))["log_loss"]
+        pooled = {"ensemble": e, "best_member": best, "best_member_log_loss": ll[best], "gap": e - ll[best]}
+    worse = sorted(s for s, c in per_coin.items() if c["gap"] > tol)
+    return {"horizon": h, "tolerance": tol, "pooled": pooled, "per_coin": per_coin,
+            "worse_beyond_tolerance": worse,
+            "pooled_within_tolerance": None if pooled is None else pooled["gap"] <= tol}
+
+
 def _pooled(frames, results, cfg) -> dict:
     pooled: dict = {}
     for r in results:
@@ -260,11 +324,14 @@ def _pooled(frames, results, cfg) -> dict:
             models = dict(fams)
             if h == cfg.primary_horizon and "p" in r.ensemble:
                 models["ensemble"] = r.ensemble["p"]
+            else:   # what a model set serves at the other horizons: the mean of the horizon's specialists
+                models["mean"] = np.column_stack([fams[f] for f in sorted(fams)]).mean(axis=1)
             for name, p in models.items():
-                slot = pooled.setdefault((h, name), {"y": [], "p": [], "base": []})
+                slot = pooled.setdefault((h, name), {"y": [], "p": [], "base": [], "t": []})
                 slot["y"].append(y)
                 slot["p"].append(p)
                 slot["base"].append(r.base_rate[h])
+                slot["t"].append(f.times[r.oos_rows[h]])
     return pooled
 
 
