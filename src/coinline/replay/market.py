@@ -3,8 +3,12 @@
 Which pairs exist follows the universe's Kraken pairs (every coin lists USD; USDC and CAD only where
 Kraken has them). USD history starts `history_days` before the construction time, USDC/CAD
 `cad_usdc_history_days` before, floored to the interval. A candle exists once it has closed at `now`.
-Coarser intervals aggregate the finer ones exactly. Non-USD series carry a few fixed no-trade gaps
-(`missing`); `revise` applies late corrections (candles only; trades replay the original 1m candles).
+Prices are a martingale built bottom-up from one-minute candles (see `paths`); coarser intervals
+aggregate the finer ones exactly. Non-USD series carry a few fixed no-trade gaps (`missing`); `revise`
+applies late corrections (candles only; trades replay the original 1m candles).
+
+`market_profile="positive-control"` (never the default) plants a known signal instead - hourly log
+returns with lag-1 autocorrelation +0.05 - so that a test can show the pipeline finds what is there.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pyarrow as pa
 
 from coinline.errors import NotListedError
 from coinline.providers.base import SeriesKey, candle_table
-from coinline.replay.paths import BLOCK_DAYS, LEVELS, ORIGIN_DAY, PER_DAY, round_to
+from coinline.replay.paths import BLOCK_DAYS, LEVELS, ORIGIN_DAY, PER_DAY, dynamics, round_to
 from coinline.replay.profiles import Profile, crc, profile
 from coinline.replay.store import SeriesStore
 from coinline.replay.trades import TradeRows, synthesize
@@ -64,8 +68,10 @@ class SimulatedMarket:
     """Deterministic candles for every listed (symbol, quote, interval in 1m..1d)."""
 
     def __init__(self, universe: Universe, *, seed: int, now: datetime, history_days: int = 800,
-                 cad_usdc_history_days: int = 400, cache_rows: int = 4_000_000):
+                 cad_usdc_history_days: int = 400, cache_rows: int = 4_000_000,
+                 market_profile: str = "martingale"):
         self.universe = universe
+        self.dynamics = dynamics(market_profile)
         self.seed = int(seed)
         self.now = to_utc(now)
         self.history_days = history_days
@@ -73,7 +79,8 @@ class SimulatedMarket:
         self.revisions: list[Revision] = []
         self._now0 = self.now
         self._lock = threading.RLock()
-        self._store = SeriesStore(self.seed, self._start_idx, int(self.now.timestamp()), cache_rows)
+        self._store = SeriesStore(self.seed, self._start_idx, int(self.now.timestamp()), cache_rows,
+                                  self.dynamics)
         self._overlay: dict[tuple[str, str, str], dict[int, tuple[float, float, float]]] = {}
         self._start_idx("USD", "1d"), self._start_idx("CAD", "1d")     # fail early on a too-deep history
 

@@ -1,7 +1,8 @@
 """Reference levels of the simulated coins: price level, daily volatility, venue turnover, supply.
 
 Values are rough 2025-era magnitudes so that candles look plausible (BTC in the tens of thousands,
-SHIB around 1e-5). A coin missing from the table gets a deterministic profile from its symbol.
+SHIB around 1e-5): each coin is at its level at the replay market's anchor date and walks freely
+(a martingale) from there. A coin missing from the table gets a deterministic profile from its symbol.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Profile:
-    level: float          # USD price the random walk reverts to
-    sigma: float          # daily log-return volatility in the normal regime
+    level: float          # USD price at the anchor date (no reversion to it)
+    sigma: float          # daily log-return volatility (its long-run average)
     usd_volume: float     # daily USD turnover on the simulated venue's USD pair
     supply: float         # circulating supply (CoinGecko)
     max_supply: float | None

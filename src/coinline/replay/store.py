@@ -1,5 +1,5 @@
 """`SeriesStore`: generated blocks of every (symbol, quote, level), kept in an LRU bounded by rows,
-plus the day walks they hang from and the fixed no-trade gaps."""
+plus the generator state behind them and the fixed no-trade gaps."""
 
 from __future__ import annotations
 
@@ -9,31 +9,34 @@ from collections.abc import Callable
 import numpy as np
 
 from coinline.replay import paths
-from coinline.replay.paths import BLOCK_DAYS, LEVELS, ORIGIN_DAY, PER_DAY, SPLIT, Block, PairGenerator
-from coinline.replay.profiles import FX_LEVEL, crc, profile
+from coinline.replay.paths import BLOCK_DAYS, HOUR_LEVEL, LEVELS, MINUTES, ORIGIN_DAY, PER_DAY, SPLIT, Block
+from coinline.replay.profiles import crc
 from coinline.timeframes import interval_seconds
 
 _BLOCK_FIELDS = ("open", "high", "low", "close", "units", "count", "present")
+_BLOCK_MINUTES = BLOCK_DAYS * 1440
 
 
 class SeriesStore:
     """`start_idx(quote, interval)` gives the listing start index; `now0_s` the construction time,
     which fixes where gaps fall."""
 
-    def __init__(self, seed: int, start_idx: Callable[[str, str], int], now0_s: int, cache_rows: int):
+    def __init__(self, seed: int, start_idx: Callable[[str, str], int], now0_s: int, cache_rows: int,
+                 dyn: paths.Dynamics = paths.MARTINGALE):
         self.seed = seed
+        self.model = paths.Model(seed, dyn)
         self._start_idx = start_idx
         self._now0_s = now0_s
         self._blocks: OrderedDict[tuple, Block] = OrderedDict()
         self._rows, self._max_rows = 0, cache_rows
-        self._walks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._gens: dict[tuple[str, str], PairGenerator] = {}
+        self._gens: dict[tuple[str, str], paths.PairGenerator] = {}
         self._gaps: dict[tuple[str, str, int], np.ndarray] = {}
+        self._absent: dict[tuple[str, str], np.ndarray] = {}
 
-    def generator(self, symbol: str, quote: str) -> PairGenerator:
+    def generator(self, symbol: str, quote: str) -> paths.PairGenerator:
         key = (symbol, quote)
         if key not in self._gens:
-            self._gens[key] = PairGenerator(self.seed, symbol, quote, profile(symbol))
+            self._gens[key] = paths.PairGenerator(self.model, symbol, quote)
         return self._gens[key]
 
     def raw(self, symbol: str, quote: str, level: int, lo: int, hi: int) -> Block:
@@ -60,13 +63,10 @@ class SeriesStore:
         if blk is not None:
             self._blocks.move_to_end(key)
             return blk
-        gen = self.generator(symbol, quote)
-        gaps = self.own_gaps(symbol, quote, level)
-        if level == 0:
-            usd, mult, q = self._day_paths(symbol, quote, b)
-            blk = gen.top(b, usd, q, mult, gaps)
+        if level < HOUR_LEVEL:                   # 4h and 1d: from the hours (computed once, from the minutes)
+            blk = paths.aggregate(self._block(symbol, quote, HOUR_LEVEL, b), MINUTES[level] // 60)
         else:
-            blk = gen.child(self._block(symbol, quote, level - 1, b), level, b, gaps)
+            blk = self.generator(symbol, quote).block(level, b, lambda k: self.present(symbol, quote, k))
         self._blocks[key] = blk
         self._rows += len(blk)
         while self._rows > self._max_rows and len(self._blocks) > 1:
@@ -74,22 +74,19 @@ class SeriesStore:
             self._rows -= len(old)
         return blk
 
-    def _walk(self, name: str, days: int, level: float, sigma: float, regimes: bool) -> tuple[np.ndarray, np.ndarray]:
-        have = self._walks.get(name)
-        if have is None or len(have[1]) < days:
-            have = paths.walk(self.seed, crc(name), days + 8 * BLOCK_DAYS, level, sigma, regimes)
-            self._walks[name] = have
-        return have
-
-    def _day_paths(self, symbol: str, quote: str, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        prof = profile(symbol)
-        d0, need = b * BLOCK_DAYS, (b + 1) * BLOCK_DAYS + 1
-        logp, mult = self._walk(symbol, need, prof.level, prof.sigma, True)
-        fx = None
-        if quote != "USD" and FX_LEVEL.get(quote, 1.0) != 1.0:
-            fx = self._walk(f"FX:{quote}", need, FX_LEVEL[quote], 0.004, False)[0][d0:need]
-        q = paths.quote_log_path(self.seed, symbol, quote, logp[d0:need], fx, d0)
-        return logp[d0:need], mult[d0:d0 + BLOCK_DAYS], q
+    def present(self, symbol: str, quote: str, b: int) -> np.ndarray | None:
+        """The minutes of block b that trade (None: all of them)."""
+        key = (symbol, quote)
+        if key not in self._absent:
+            self._absent[key] = self.missing_idx(symbol, quote, len(LEVELS) - 1)
+        absent = self._absent[key]
+        first = (ORIGIN_DAY + b * BLOCK_DAYS) * 1440
+        lo, hi = np.searchsorted(absent, [first, first + _BLOCK_MINUTES])
+        if lo == hi:
+            return None
+        mask = np.ones(_BLOCK_MINUTES, bool)
+        mask[absent[lo:hi] - first] = False
+        return mask
 
     def own_gaps(self, symbol: str, quote: str, level: int) -> np.ndarray:
         """Gap candles introduced at `level` (indices at that level): 1-3 per level in CAD series,
