@@ -32,15 +32,9 @@ from coinline.forecasting.modelset import BASELINE_WINDOW_BARS, ModelSet
 from coinline.forecasting.schema import REGIME_COLUMNS
 from coinline.models.regime import N_REGIMES, regime_labels
 from coinline.timeframes import interval_ms
-from coinline.training.regime_task import regime_inputs
+from coinline.training.regime_task import close_matrix, regime_inputs
 
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
-
-
-def close_matrix(candles: pd.DataFrame) -> pd.DataFrame:
-    """open_time x symbol closes, as a training run builds them for its regime model."""
-    closes = candles.pivot_table(index="open_time", columns="symbol", values="close", aggfunc="first").sort_index()
-    return closes.reindex(sorted(closes.columns), axis=1)
 
 
 def input_hashes(candles: pd.DataFrame, *, header: str) -> pd.Series:

@@ -32,6 +32,13 @@ def market_frame(closes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"mkt_ret_1": rets.mean(axis=1, skipna=True)}, index=closes.index)
 
 
+def close_matrix(candles: pd.DataFrame) -> pd.DataFrame:
+    """open_time x symbol closes of candle rows (columns sorted): the regime model's input, for training
+    and serving alike."""
+    closes = candles.pivot_table(index="open_time", columns="symbol", values="close", aggfunc="first").sort_index()
+    return closes.reindex(sorted(closes.columns), axis=1)
+
+
 def regime_inputs(closes: pd.DataFrame, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """(X, times, market) of the regime model from a close matrix (open_time x symbol): the cross-asset
     features on the rows where they and the market return are all known. Training and serving both call it."""

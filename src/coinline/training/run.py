@@ -30,7 +30,13 @@ from coinline.training.artifacts import write_run
 from coinline.training.coin_task import CoinResult, coin_folds, train_coin
 from coinline.training.config import TrainConfig
 from coinline.training.executor import map_tasks
-from coinline.training.regime_task import RegimeResult, posteriors_for, regime_inputs, train_regime
+from coinline.training.regime_task import (
+    RegimeResult,
+    close_matrix,
+    posteriors_for,
+    regime_inputs,
+    train_regime,
+)
 from coinline.training.risk_check import risk_metrics
 from coinline.training.skill import pooled_skill
 from coinline.training.tune import tune_family
@@ -60,11 +66,6 @@ def _candles(lake: Lake, dataset_id: str, quote: str, symbols, until: datetime |
     if df.empty:
         raise CoinlineError(f"dataset {dataset_id} has no {quote} candles for symbols={symbols or 'all'}")
     return df.reset_index(drop=True), manifest
-
-
-def _closes(df: pd.DataFrame) -> pd.DataFrame:
-    closes = df.pivot_table(index="open_time", columns="symbol", values="close", aggfunc="first").sort_index()
-    return closes.reindex(sorted(closes.columns), axis=1)
 
 
 def _run_id(dataset_hash: str, cfg: TrainConfig, symbols: list[str], until: datetime | None) -> str:
@@ -132,7 +133,7 @@ def prepare(lake: Lake, dataset_id: str, cfg: TrainConfig, *, symbols: list[str]
     if not leak.passed:
         lake.write_json(f"runs/{run_id}/lookahead.json", leak.to_dict())
         raise LeakageError(f"look-ahead check failed for run {run_id}: {leak.violations[:3]}")
-    return Prepared(run_id, cfg, quote, interval, _closes(df), frames, ds_manifest, leak.to_dict())
+    return Prepared(run_id, cfg, quote, interval, close_matrix(df), frames, ds_manifest, leak.to_dict())
 
 
 def train_global(prep: Prepared) -> RegimeResult:
