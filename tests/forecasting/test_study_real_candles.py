@@ -6,13 +6,12 @@ What the set achieves is reported, not asserted: real markets owe us no skill.""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from coinline.cli import main
+from tests.real_candles import OHLCV, import_and_train
 
-OHLCV = Path(__file__).resolve().parents[3] / "shared" / "data" / "ohlcv" / "binance_freqtrade_Mounik"
 COINS = ("BTC", "ETH", "SOL")
 CONFIG = {"max_history_bars": 3000, "folds": {"n_folds": 2, "test_bars": 500, "min_train_bars": 1500},
           "sequence": {"epochs": 1, "max_train_samples": 500}, "tune": {"trials": 0}}
@@ -34,12 +33,7 @@ def test_train_until_then_score_the_frozen_set_forward(tmp_path, monkeypatch, ca
         assert code == 0, f"{args}: exit {code}: {out.err[-1500:]}"
         return out.out
 
-    for coin in COINS:
-        run("import", "--format", "freqtrade", "--symbol", coin, "--quote", "USDT", "--interval", "1h",
-            str(OHLCV / f"{coin}_USDT-1h.feather"))
-    run("gaps", "--retry")   # Binance's own missing hours: recorded as known, never filled
-    run_id = json.loads(run("train", "--source", "import:freqtrade", "--quote", "USDT",
-                            "--until", "2024-02-01T00:00:00Z", "--symbols", *COINS, "--json"))["run_id"]
+    run_id = import_and_train(run, COINS, "2024-02-01T00:00:00Z")
     out = json.loads(run("forecast", "--run", run_id, "--from", "2024-02-01T01:00:00Z",
                          "--to", "2024-03-01T00:00:00Z", "--json"))
     assert out["model_set"]["quote"] == "USDT" and out["model_set"]["source"] == "import:freqtrade"

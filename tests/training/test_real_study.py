@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
 from coinline.cli import main
+from tests.real_candles import OHLCV, import_and_train
 
-OHLCV = Path(__file__).resolve().parents[3] / "shared" / "data" / "ohlcv" / "binance_freqtrade_Mounik"
 # the first ten coins of UNIVERSE_V1_TOP30_NON_STABLE with a Binance USDT 1h cache here (XMR has none); every
 # file covers 2020-05-11 .. 2024-05-08 06:00 (one missing hour in 2023, 2023-03-24 13:00)
 COINS = ("BTC", "ETH", "BNB", "XRP", "SOL", "TRX", "ADA", "BCH", "LINK", "XLM")
@@ -98,12 +97,7 @@ def test_real_study_walk_forward_and_frozen_set(tmp_path, monkeypatch, capsys):
         assert code == 0, f"{args}: exit {code}: {out.err[-1500:]}"
         return out.out
 
-    for coin in COINS:
-        run("import", "--format", "freqtrade", "--symbol", coin, "--quote", "USDT", "--interval", "1h",
-            str(OHLCV / f"{coin}_USDT-1h.feather"))
-    run("gaps", "--retry")   # Binance's own missing hours: recorded as known, never filled
-    run_id = json.loads(run("train", "--source", "import:freqtrade", "--quote", "USDT", "--until", UNTIL,
-                            "--symbols", *COINS, "--json"))["run_id"]
+    run_id = import_and_train(run, COINS, UNTIL)
     m = json.loads(run("evaluate", run_id, "--json"))
 
     # walk-forward: every coin trained, every horizon judged (direction, served horizon, risk)
