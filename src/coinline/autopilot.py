@@ -154,6 +154,22 @@ def require_policy_approvals(app: App, policy: RetrainPolicy, *, now: datetime,
     return adopted
 
 
+def require_promotion_policy(lake, promotion_policy: Any, *, now: datetime) -> dict[str, Any]:
+    """Refuse (ConfigError) a promotion gates policy that differs from the adopted one without an approval.
+
+    The promotion policy is part of the governed `thresholds` value (with the retraining policy, see
+    `policy_values`). A step that only promotes (`coinline promote`, the pipelines' promote component) has no
+    retraining policy of its own, so it keeps the adopted retraining half and swaps in its promotion policy:
+    the same policy as adopted passes, another one needs `coinline approve thresholds HASH`. Before anything
+    was adopted, the default retraining policy with this promotion policy becomes the baseline (as the
+    first `run`/`retrain` would adopt it)."""
+    current = approvals.active(lake, "thresholds")
+    value = dict((current or {}).get("value") or {"retrain": RetrainPolicy().to_dict()})
+    value["promotion_policy"] = None if promotion_policy is None else {
+        "version": getattr(promotion_policy, "version", None), "sha256": getattr(promotion_policy, "sha256", None)}
+    return approvals.require_approved(lake, "thresholds", approvals.value_hash(value), value=value, at=now)
+
+
 # -- reference run ---------------------------------------------------------------------------------
 def _run_id_of(value: Any) -> str | None:
     if isinstance(value, str) and value:
@@ -710,5 +726,6 @@ def summary_line(report: Mapping[str, Any]) -> str:
 
 
 __all__ = ["Autopilot", "RetrainPolicy", "active_run_from_registry", "call_promote", "compute_drift", "follow",
-           "load_promotion_policy", "load_retrain_policy", "policy_values", "reference_run", "require_policy_approvals", "resolve_promote",
+           "load_promotion_policy", "load_retrain_policy", "policy_values", "reference_run", "require_policy_approvals",
+           "require_promotion_policy", "resolve_promote",
            "summary_line"]

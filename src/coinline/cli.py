@@ -341,12 +341,22 @@ def _lake_now(args):
 
 
 def cmd_promote(args) -> int:
-    from coinline.promotion import crash_hook_from_env, load_policy, promote
+    from coinline.autopilot import require_promotion_policy
+    from coinline.promotion import crash_hook_from_env, load_policy, promote, read_active, repair_history
     from coinline.promotion.registry import RegistryConflict
 
     lake, now = _lake_now(args)
+    policy = load_policy(args.policy)
+    require_promotion_policy(lake, policy, now=now)   # an unapproved policy never takes effect
+    active, _ = read_active(lake)
+    if active is not None and active.get("run_id") == args.run_id:   # a rerun: finish the history, decide nothing
+        out = {"run_id": args.run_id, "outcome": "ALREADY_ACTIVE", "activated": False, "activation": active,
+               "history_repaired": repair_history(lake)}
+        _print(out, args.json, f"{args.run_id} is already the active model set (activation "
+                               f"{active.get('activation_id')}); nothing to do")
+        return 0
     try:
-        out = promote(lake, args.run_id, load_policy(args.policy), now=now, on_step=crash_hook_from_env())
+        out = promote(lake, args.run_id, policy, now=now, on_step=crash_hook_from_env())
     except RegistryConflict as exc:
         print(f"coinline: {exc}", file=sys.stderr)
         return 3

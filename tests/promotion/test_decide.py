@@ -5,6 +5,7 @@ tampered artifacts, the decision record, rollback, and the `promote` / `models` 
 import hashlib
 import io
 import json
+import re
 from datetime import UTC, datetime
 
 import pyarrow.compute as pc
@@ -180,9 +181,20 @@ def test_cli_promote_and_models_verbs(setup, tmp_path, monkeypatch, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["decision"]["decision"] == "REJECT" and g.OOS_SKILL_BELOW_BASELINE in out["decision"]["reason_codes"]
     path, _ = permissive_policy(tmp_path)
+    # the default policy was adopted by the first promote: another one takes effect only once approved
+    assert cli.main(["promote", runs[0], "--policy", str(path), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "unapproved policy change refused" in err and "coinline approve thresholds" in err
+    assert read_active(lake)[0] is None
+    new_hash = re.search(r"coinline approve thresholds ([0-9a-f]{64})", err).group(1)
+    assert cli.main(["approve", "thresholds", new_hash, "--approver", "ops", "--reason", "test gates"]) == 0
+    capsys.readouterr()
     for run in runs:
         assert cli.main(["promote", run, "--policy", str(path), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["activated"]
+    # promoting the active run again changes nothing and is not an error
+    assert cli.main(["promote", runs[1], "--policy", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outcome"] == "ALREADY_ACTIVE"
     assert cli.main(["models", "active", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["active"]["run_id"] == runs[1] and [x["run_id"] for x in shown["lineage"]] == [runs[1], runs[0]]

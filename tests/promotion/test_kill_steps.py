@@ -69,7 +69,9 @@ def test_killing_a_promotion_at_each_step(world, step):
         if step in ("decision_written", "before_cas"):  # its own decision record is reused
             assert len(lake.list("decisions")) == len(decisions)
     else:
-        assert rerun.returncode == 1 and out["decision"]["reason_codes"] == ["ALREADY_ACTIVE"]
+        # the run is already active: nothing to decide (exit 0, no new decision record), the history finished
+        assert rerun.returncode == 0 and out["outcome"] == "ALREADY_ACTIVE" and not out["activated"]
+        assert len(lake.list("decisions")) == len(decisions)
         assert out["history_repaired"] == ([] if step == "history_written" else [history_name(active)])
     assert read_active(lake)[0]["run_id"] == runs[1]
     assert [h["run_id"] for h in history(lake)] == [runs[0], runs[1]]

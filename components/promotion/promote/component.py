@@ -1,6 +1,7 @@
 """promote_run: the promotion decision for a training run (`coinline.promotion.decide.decide`): every gate
 is evaluated on the run's evidence in the lake; only a run that passes them all flips the active pointer.
-A REJECT is an outcome, not a failure: the active model set is left as it was."""
+A REJECT is an outcome, not a failure: the active model set is left as it was. The gates policy (the
+packaged default) must be the adopted one or approved (`coinline approve thresholds HASH`), else the step fails."""
 
 from typing import NamedTuple
 
@@ -25,14 +26,19 @@ def promote_run(
     from collections import namedtuple
     from datetime import UTC, datetime
 
+    from coinline.autopilot import require_promotion_policy
     from coinline.promotion.decide import decide
     from coinline.promotion.markdown import decision_markdown
+    from coinline.promotion.policy import load_policy
     from coinline.step_env import artifact_field, step_lake
     from coinline.timeframes import parse_iso_utc
 
     run_id = artifact_field(run_manifest.path, "run_id")
     _, lake = step_lake(object_store_url)
-    record = decide(lake, run_id, now=parse_iso_utc(now) if now else datetime.now(UTC))
+    when = parse_iso_utc(now) if now else datetime.now(UTC)
+    policy = load_policy()
+    require_promotion_policy(lake, policy, now=when)   # an unapproved gates policy never takes effect
+    record = decide(lake, run_id, now=when, policy=policy)
     outcome, decided = str(record["outcome"]), record["decision"]
     with open(decision.path, "w") as f:
         json.dump(record, f, indent=1, sort_keys=True, default=str)
