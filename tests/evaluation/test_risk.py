@@ -9,12 +9,16 @@ import pytest
 
 from coinline.evaluation.risk import (
     HAR_WINDOWS,
+    LogHARModel,
+    RiskModelError,
     baseline_forecasts,
     ewma_forecast,
     ewma_variance,
     har_components,
     har_fit,
     har_forecast,
+    loghar_fit,
+    loghar_forecast,
     model_variance_from_abs_move,
     mse_log,
     qlike,
@@ -204,3 +208,120 @@ def test_score_variance_rows_and_reference():
         score_variance(target, {"m": fc["m"]})
     with pytest.raises(ValueError, match="<= 0"):
         score_variance(target, {"har": fc["har"], "m": np.zeros(5)})
+
+
+# ------------------------------------------------------------------------------------------- log-HAR
+
+
+def stochastic_vol(n, seed, phi=0.99, eta=0.15, sd=0.01):
+    """Log-AR(1) stochastic volatility (Taylor 1986): log sigma2 follows a persistent AR(1), the process the
+    log form of HAR approximates; r1[0] = NaN."""
+    rng = np.random.default_rng(seed)
+    shocks = rng.standard_normal(n) * eta
+    lv = np.zeros(n)
+    for t in range(1, n):
+        lv[t] = phi * lv[t - 1] + shocks[t]
+    r = sd * np.exp(lv / 2) * rng.standard_normal(n)
+    r[0] = np.nan
+    return r
+
+
+def test_loghar_scale_is_qlike_optimal_on_its_rows_and_recovers_the_log_bias():
+    # iid N(0, s^2), h = 1: OLS of log r^2 estimates log s^2 + E[log chi2_1], so exp(fit) is s^2 * e^-1.27;
+    # the scale must undo that: c -> E[chi2_1] / exp(E[log chi2_1]) = 2 e^gamma = 3.562
+    sigma = 0.01
+    r1 = iid(4000, seed=7, sigma=sigma)
+    train, test = np.arange(2000), np.arange(2000, 3999)
+    model = loghar_fit(r1, train, 1)
+    assert model.scale == pytest.approx(2 * math.exp(np.euler_gamma), rel=0.06)
+    f = loghar_forecast(model, r1, test, h=1)
+    assert np.mean(f) == pytest.approx(sigma ** 2, rel=0.05)               # out of sample: the right level
+    assert np.mean(f / model.scale) < 0.35 * sigma ** 2                     # without the scale: far too low
+    # on the fitted rows the scale makes mean(RV / f) exactly 1, so any other multiple has a higher QLIKE
+    rows = np.arange(max(HAR_WINDOWS), 2000 - 1)
+    y, fit = realized_variance(r1, 1)[rows], loghar_forecast(model, r1, rows)
+    assert np.mean(y / fit) == pytest.approx(1.0, rel=1e-9)
+    base = qlike(y, fit).mean()
+    assert base < min(qlike(y, fit * 1.01).mean(), qlike(y, fit * 0.99).mean())
+
+
+@pytest.mark.parametrize("h", [1, 24])
+def test_loghar_beats_constant_and_har_on_stochastic_volatility(h):
+    target, times = [], []
+    fc: dict[str, list] = {"constant": [], "ewma": [], "har": [], "loghar": []}
+    for c in range(3):
+        r1 = stochastic_vol(4000, seed=100 + c)
+        train, test = np.arange(2000), np.arange(2000, 4000)
+        for k, v in baseline_forecasts(r1, h, train, test).items():
+            fc[k].append(v)
+        fc["loghar"].append(loghar_forecast(loghar_fit(r1, train, h), r1, test))
+        target.append(realized_variance(r1, h)[test])
+        times.append(test)
+    target, times = np.concatenate(target), np.concatenate(times)
+    fc = {k: np.concatenate(v) for k, v in fc.items()}
+    res = score_variance(target, fc, times, reference="constant", seed=1)
+    vs = res["forecasts"]["loghar"]["vs_reference"]
+    assert vs["qlike_diff"] < 0 and vs["chance"]["significant"], vs
+    assert res["forecasts"]["loghar"]["qlike"] < res["forecasts"]["har"]["qlike"]
+
+
+def test_loghar_is_causal_and_fits_on_training_rows_only():
+    r1 = garch(3000, seed=8)
+    train = np.arange(2000)
+    model = loghar_fit(r1, train, 4)
+    full = loghar_forecast(model, r1, h=4)
+    for cut in (300, 2001, 2600):
+        np.testing.assert_array_equal(loghar_forecast(model, r1[:cut]), full[:cut])
+    changed = r1.copy()
+    changed[2500] *= 10.0                                                    # one future return
+    np.testing.assert_array_equal(loghar_forecast(model, changed)[:2500], full[:2500])
+    assert not np.array_equal(loghar_forecast(model, changed)[2500:2668], full[2500:2668])
+    perturbed = r1.copy()
+    perturbed[2000:] *= np.random.default_rng(0).uniform(0.2, 5.0, 1000)     # every test-row return
+    assert loghar_fit(perturbed, train, 4) == model
+    mask = np.zeros(3000, dtype=bool)
+    mask[:2000] = True
+    assert loghar_fit(r1, mask, 4) == model
+    assert model.n_train == (2000 - 1 - 4) - max(HAR_WINDOWS) + 1            # the har_fit purge
+    assert np.isnan(full[: max(HAR_WINDOWS) - 1]).all() and np.all(full[max(HAR_WINDOWS):] > 0)
+    with pytest.raises(ValueError, match="fitted for h=4"):
+        loghar_forecast(model, r1, h=1)
+
+
+def test_loghar_zero_returns_give_finite_positive_forecasts():
+    # a low-priced coin: closes on a 1e-4 tick around 0.05 repeat often, and a 300-bar halt repeats exactly
+    r = iid(3000, seed=9, sigma=0.004)
+    close = np.round(0.05 * np.exp(np.nancumsum(r)), 4)
+    close[1200:1500] = close[1199]
+    r1 = np.r_[np.nan, np.diff(np.log(close))]
+    assert np.mean(r1[1:] == 0) > 0.2 and np.all(r1[1200:1500] == 0)
+    model = loghar_fit(r1, np.arange(2000), 1)
+    f = loghar_forecast(model, r1)
+    assert np.all(np.isfinite(f[max(HAR_WINDOWS):])) and np.all(f[max(HAR_WINDOWS):] > 0)
+    assert np.all(np.isfinite(model.coef)) and model.scale > 0 and min(model.floor) > 0
+    with pytest.raises(RiskModelError, match="usable training rows"):
+        loghar_fit(np.r_[np.nan, np.zeros(999)], np.arange(1000), 1)       # nothing ever moved
+
+
+def test_loghar_needs_enough_rows():
+    r1 = garch(1000, seed=10)
+    # rows 168 .. 229 - 24 have a known 168-bar component and a target inside the training rows: 38 of them
+    with pytest.raises(RiskModelError, match=r"loghar_fit h=24: only 38 usable training rows .*need >= 50"):
+        loghar_fit(r1, np.arange(230), 24)
+    assert loghar_fit(r1, np.arange(242), 24).n_train == 50
+    assert isinstance(RiskModelError("x"), ValueError)
+
+
+def test_loghar_to_dict_round_trip_is_exact():
+    model = loghar_fit(garch(2000, seed=11), np.arange(1500), 24)
+    doc = json.loads(json.dumps(model.to_dict(), allow_nan=False))
+    back = LogHARModel.from_dict(doc)
+    assert back == model and back.to_dict() == model.to_dict()
+    r1 = garch(2000, seed=12)
+    assert loghar_forecast(back, r1).tobytes() == loghar_forecast(model, r1).tobytes()
+    with pytest.raises(RiskModelError, match="missing field"):
+        LogHARModel.from_dict({k: v for k, v in doc.items() if k != "scale"})
+    with pytest.raises(RiskModelError, match="kind"):
+        LogHARModel.from_dict({**doc, "kind": "har"})
+    with pytest.raises(RiskModelError, match="coef has 2"):
+        LogHARModel.from_dict({**doc, "coef": doc["coef"][:2]})

@@ -7,8 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from coinline.features.frame import build_coin_frames
-from coinline.training.risk_check import risk_metrics
+from coinline.evaluation.risk import loghar_fit, loghar_forecast
+from coinline.features.frame import build_coin_frames, valid_rows
+from coinline.training.coin_task import serving_stats
+from coinline.training.folds import folds_for
+from coinline.training.risk_check import coin_risk_rows, risk_metrics, served_variance
 from tests.training.conftest import fast_config
 
 
@@ -43,3 +46,25 @@ def test_conditional_variance_forecasts_beat_the_constant_on_a_clustered_market(
     assert h1["har"]["qlike"] < h1["constant"]["qlike"]
     assert h1["constant"]["vs_reference"]["qlike_diff"] > 0
     assert h1["ewma"]["qlike"] < h1["constant"]["qlike"]
+    assert h1["served"]["qlike"] < h1["constant"]["qlike"]
+    assert out["served"].startswith("log-HAR")
+
+
+def test_served_is_the_head_serving_stores_for_the_same_rows():
+    cfg = fast_config()
+    frame = build_coin_frames(_garch_candles(4, symbols=("BTC",)), cfg)["BTC"]
+    h = 4
+    folds = folds_for(frame.times, cfg)
+    last = folds[-1]
+    rows = np.intersect1d(np.concatenate([last.train_idx, last.calib_idx]), valid_rows(frame, h))
+    stats = serving_stats(frame, h, rows)
+    head = stats["risk_head"]
+    assert head == loghar_fit(frame.column("ret_1"), rows, h).to_dict() and head["h"] == h
+    got = coin_risk_rows(frame, cfg, h)
+    te = last.test_idx
+    np.testing.assert_array_equal(got["served"][-len(te):], loghar_forecast(loghar_fit(frame.column("ret_1"), rows, h),
+                                                                            frame.column("ret_1"), te))
+    # too few rows to fit: the served forecast is NaN (not scored), serving keeps the old construction
+    assert np.isnan(served_variance(frame.column("ret_1"), h, rows[:100], te)).all()
+    few = serving_stats(frame, h, rows[:100])
+    assert few["risk_head"] is None and "usable training rows" in few["risk_head_error"]

@@ -23,6 +23,16 @@ Forecasts:
             means of r1^2 over the last 1, 24 and 168 bars up to t. Fitted by OLS on training rows only: a row
             is used when it and the h rows its target reads are all training rows (a purge, so no test return
             enters a fit). Forecasts are floored at HAR_FLOOR * the training mean of RV_h (> 0, QLIKE needs it).
+    loghar  the SERVED risk head (`loghar_fit` / `loghar_forecast`): HAR in logs, the form Corsi (2009, sec. 4)
+            also reports and the realized-volatility literature favours for its skewed, heteroskedastic
+            errors: log RV_h[t] = b0 + b_d log RV^(1) + b_w log RV^(24) + b_m log RV^(168) + e, fitted by OLS
+            on the same purged training rows as HAR (rows with RV_h > 0). exp() of a mean of logs is biased
+            low (E[exp e] > 1), so the forecast is c * exp(b0 + log x @ b) with c = mean(RV_h / exp(fit))
+            over the fitted rows: the multiplicative constant that minimises the mean training QLIKE (the
+            QLIKE-optimal scale of a forecast; it also removes the log bias). Each component is floored at
+            LOGHAR_FLOOR * its training mean before the log, in fitting and forecasting alike: a run of zero
+            returns (low-priced coins) would otherwise give log 0. JSON-safe (`to_dict` / `from_dict`), so
+            a run's model set stores it and serving computes the same forecast.
     constant  the training mean of RV_h (the unconditional variance; the no-skill reference).
     model   the risk head's expected absolute h-bar move m (in log-return units, i.e. risk_h * vol * sqrt(h)),
             read as a zero-mean normal: E|X| = sigma * sqrt(2 / pi), so the variance is m^2 * pi / 2.
@@ -46,11 +56,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from coinline.errors import CoinlineError
 from coinline.evaluation.joint import joint_chance_test
 
 RISKMETRICS_LAMBDA = 0.94
 HAR_WINDOWS = (1, 24, 168)       # daily / weekly / monthly in hourly bars
 HAR_FLOOR = 0.01                 # forecasts >= this fraction of the training mean of RV_h
+LOGHAR_FLOOR = 0.01              # log-HAR components >= this fraction of their training mean (no log 0)
+LOGHAR_KIND = "loghar"           # the `kind` a stored log-HAR model declares
+
+
+class RiskModelError(CoinlineError, ValueError):
+    """A risk model cannot be fitted (too few usable rows) or a stored one is malformed (names the field)."""
 
 
 def _r1(r1: Any) -> np.ndarray:
@@ -159,6 +176,95 @@ def har_forecast(model: HARModel, r1: Any, idx: Any = None, h: int | None = None
         x = x[np.asarray(idx)]
     pred = model.coef[0] + x @ np.asarray(model.coef[1:])
     return np.where(np.isfinite(pred), np.maximum(pred, model.floor), np.nan)
+
+
+@dataclass(frozen=True)
+class LogHARModel:
+    """A fitted log-HAR risk head (see the module docstring): everything `loghar_forecast` needs."""
+
+    h: int
+    windows: tuple[int, ...]
+    coef: tuple[float, ...]     # intercept, then one per window (on log components)
+    scale: float                # c, the QLIKE-optimal multiplicative correction
+    floor: tuple[float, ...]    # per window: LOGHAR_FLOOR * the component's training mean
+    n_train: int                # rows fitted on
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (plain ints and floats; floats survive a JSON round trip exactly)."""
+        return {"kind": LOGHAR_KIND, "h": int(self.h), "windows": [int(w) for w in self.windows],
+                "coef": [float(b) for b in self.coef], "scale": float(self.scale),
+                "floor": [float(f) for f in self.floor], "n_train": int(self.n_train)}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> LogHARModel:
+        """The model `to_dict` wrote; a missing or inconsistent field is a RiskModelError naming it."""
+        if not isinstance(doc, dict) or doc.get("kind") != LOGHAR_KIND:
+            raise RiskModelError(f"risk head: kind={None if not isinstance(doc, dict) else doc.get('kind')!r}, "
+                                 f"expected {LOGHAR_KIND!r}")
+        missing = [k for k in ("h", "windows", "coef", "scale", "floor", "n_train") if k not in doc]
+        if missing:
+            raise RiskModelError(f"risk head: missing field(s) {missing}")
+        windows = tuple(int(w) for w in doc["windows"])
+        model = cls(h=_check_h(doc["h"]), windows=windows, coef=tuple(float(b) for b in doc["coef"]),
+                    scale=float(doc["scale"]), floor=tuple(float(f) for f in doc["floor"]),
+                    n_train=int(doc["n_train"]))
+        if len(model.coef) != len(windows) + 1 or len(model.floor) != len(windows):
+            raise RiskModelError(f"risk head: coef has {len(model.coef)} and floor {len(model.floor)} entries "
+                                 f"for {len(windows)} windows (need windows + 1 and windows)")
+        if not (math.isfinite(model.scale) and model.scale > 0) or not all(f > 0 for f in model.floor):
+            raise RiskModelError("risk head: scale and floor must be finite and > 0")
+        return model
+
+
+def _loghar_design(x: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """log of the floored HAR components (NaN rows stay NaN)."""
+    return np.log(np.maximum(x, floor))
+
+
+def loghar_fit(r1: Any, train_idx: Any, h: int, *, windows: tuple[int, ...] = HAR_WINDOWS,
+               min_rows: int = 50) -> LogHARModel:
+    """OLS of log RV_h on [1, log floored HAR components] over training rows whose next h rows are training
+    rows too (the `har_fit` purge) and whose RV_h > 0; then the QLIKE-optimal scale on the same rows.
+
+    train_idx: integer row indices or a boolean mask over the rows of r1. Fewer than ``min_rows`` usable rows
+    is a RiskModelError (callers decide whether to fall back).
+    """
+    h = _check_h(h)
+    r = _r1(r1)
+    n = r.shape[0]
+    train = _row_mask(train_idx, n)
+    c = np.concatenate([[0], np.cumsum(train)])
+    ok = np.zeros(n, dtype=bool)
+    if h < n:
+        ok[: n - h] = (c[h + 1:] - c[: n - h]) == h + 1
+    y = realized_variance(np.where(train, r, np.nan), h)
+    x = har_components(r, windows)
+    known = train & np.isfinite(x).all(axis=1)
+    # the floor comes from the training rows' components (only training returns and earlier ones)
+    floor = LOGHAR_FLOOR * (x[known].mean(axis=0) if known.any() else np.full(len(windows), np.nan))
+    with np.errstate(invalid="ignore"):
+        use = ok & known & np.isfinite(y) & (y > 0)
+    n_use = int(use.sum())
+    if n_use < max(min_rows, len(windows) + 2) or not np.all(floor > 0):
+        raise RiskModelError(f"loghar_fit h={h}: only {n_use} usable training rows with RV_h > 0 "
+                             f"(need >= {max(min_rows, len(windows) + 2)})")
+    design = np.column_stack([np.ones(n_use), _loghar_design(x[use], floor)])
+    coef, *_ = np.linalg.lstsq(design, np.log(y[use]), rcond=None)
+    scale = float(np.mean(y[use] / np.exp(design @ coef)))
+    return LogHARModel(h=h, windows=tuple(int(w) for w in windows), coef=tuple(float(b) for b in coef),
+                       scale=scale, floor=tuple(float(f) for f in floor), n_train=n_use)
+
+
+def loghar_forecast(model: LogHARModel, r1: Any, idx: Any = None, h: int | None = None) -> np.ndarray:
+    """Log-HAR h-bar variance forecasts c * exp(b0 + log x @ b) at rows ``idx`` (all rows if None), from
+    r1[<= t] only (the components are trailing means); NaN in the components' warmup. Always > 0 elsewhere."""
+    if h is not None and _check_h(h) != model.h:
+        raise ValueError(f"model was fitted for h={model.h}, asked for h={h}")
+    x = har_components(r1, model.windows)
+    if idx is not None:
+        x = x[np.asarray(idx)]
+    logx = _loghar_design(x, np.asarray(model.floor))
+    return model.scale * np.exp(model.coef[0] + logx @ np.asarray(model.coef[1:]))
 
 
 def baseline_forecasts(r1: Any, h: int, train_idx: Any, idx: Any, *, lam: float = RISKMETRICS_LAMBDA

@@ -10,8 +10,14 @@ and the caller passes no later candle anyway.
 Per (coin, horizon, decision row t):
     p_up               stacked ensemble at the primary horizon (the coin's last-fold meta-learner, gated by the
                        regime posteriors); the mean of the horizon's specialists elsewhere ("mean")
-    volatility         trailing 1-bar log-return volatility (`vol_long`, the risk target's normaliser) * sqrt(h)
-    expected_abs_move  volatility * risk scale (the mean of |ret| / (vol sqrt h) on the models' fitting window)
+    volatility         trailing 1-bar log-return volatility (`vol_long`, the risk target's normaliser) * sqrt(h):
+                       the naive reference the scoreboard judges expected_abs_move against
+    expected_abs_move  the served risk head: sqrt(f * 2 / pi), the mean |X| of a zero-mean normal with
+                       variance f, where f is the h-bar variance forecast of the log-HAR head stored with the
+                       horizon (`evaluation.risk.loghar_forecast`, fitted on the models' fitting window; its
+                       components read r1 = `ret_1` at or before t only). Sets stored before the head existed
+                       (no "risk_head", or None when it could not be fitted) serve volatility * risk scale (the
+                       mean of |ret| / (vol sqrt h) on the models' fitting window), as they always did.
     expected_move      (2 p_up - 1) * expected_abs_move
     confidence         |2 p_up - 1|
 The baseline set (`baseline:climatology`) gives, at each t, the up frequency over the trailing labelled
@@ -22,10 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import numpy as np
 import pandas as pd
 
+from coinline.evaluation.risk import LogHARModel, loghar_forecast
 from coinline.features.frame import CoinFrame, build_coin_frames
 from coinline.features.targets import to_ms
 from coinline.forecasting.modelset import BASELINE_WINDOW_BARS, ModelSet
@@ -136,11 +144,21 @@ def predict_model_rows(ms: ModelSet, inputs: Inputs, symbol: str, rows: np.ndarr
         else:
             p, combiner = np.column_stack([members[f] for f in sorted(members)]).mean(axis=1), "mean"
         vol = vol1 * np.sqrt(h)
-        parts.append(_rows_frame(ms, inputs, frame, rows, h, p, vol * spec["risk_scale"], vol, post,
+        parts.append(_rows_frame(ms, inputs, frame, rows, h, p, _served_abs_move(frame, rows, h, spec, vol), vol, post,
                                  np.full(len(rows), spec["base_rate"]), _momentum(spec["momentum"], ret_short),
                                  combiner))
         members_out[h] = members
     return pd.concat(parts, ignore_index=True), members_out
+
+
+def _served_abs_move(frame: CoinFrame, rows: np.ndarray, h: int, spec: dict, vol: np.ndarray) -> np.ndarray:
+    """expected_abs_move at `rows`: sqrt(2 f / pi) from the horizon's stored log-HAR head, or, for a set
+    stored without one, the trailing volatility * sqrt(h) (`vol`) times the stored risk scale."""
+    head = spec.get("risk_head")
+    if not head:
+        return vol * spec["risk_scale"]
+    f = loghar_forecast(LogHARModel.from_dict(head), frame.column("ret_1"), rows, h=h)
+    return np.sqrt(f * (2.0 / math.pi))
 
 
 def _trailing(values: np.ndarray, upto: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from coinline.evaluation.baselines import baseline_probabilities, chance_test, skill_scores
 from coinline.evaluation.metrics import classification_metrics
+from coinline.evaluation.risk import RiskModelError, loghar_fit
 from coinline.features.frame import CoinFrame, valid_rows
 from coinline.models.base import derive_seed
 from coinline.models.sequence import make_sequence_model
@@ -51,7 +52,8 @@ class CoinResult:
     final_models: dict[str, bytes] = field(default_factory=dict)        # last fold's models, "h/family"
     final_meta: bytes = b""                                             # last fold's stacking meta-learner
     # what serving needs beside the models, per horizon, fitted on the last fold's train + calib rows:
-    # {"base_rate", "momentum" ({"-1", "0", "1"} -> P(up)), "risk_scale" (mean |ret| / (vol sqrt h)), "rows"}
+    # {"base_rate", "momentum" ({"-1", "0", "1"} -> P(up)), "risk_scale" (mean |ret| / (vol sqrt h)), "rows",
+    #  "risk_head" (LogHARModel.to_dict(), or None with "risk_head_error")}
     serving: dict[int, dict[str, Any]] = field(default_factory=dict)
     # primary horizon, per fold: the fold models' P(up) on the fold's calibration slice and its labels (the
     # stacking warm-up of a fold without realized earlier-fold history)
@@ -141,15 +143,29 @@ def train_specialists(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict]
 
 
 def serving_stats(frame: CoinFrame, h: int, rows: np.ndarray) -> dict[str, Any]:
-    """Climatology, the momentum baseline's table and the risk scale on `rows` (the deployable models'
-    own fitting window): the baselines a live forecast is judged against, fixed before any outcome."""
+    """Climatology, the momentum baseline's table, the risk scale and the served risk head on `rows` (the
+    deployable models' own fitting window): the baselines a live forecast is judged against and the risk
+    it serves, fixed before any outcome."""
     targets = frame.targets[h]
     y = targets["dir"][rows].astype(int)
     mom = frame.column("ret_short")[rows] if "ret_short" in frame.feature_names else np.zeros(len(rows))
     table = baseline_probabilities(y, np.array([-1.0, 0.0, 1.0]), 3, momentum_train_ret=mom)["momentum"]
     return {"base_rate": float(np.mean(y)), "momentum": {"-1": float(table[0]), "0": float(table[1]),
                                                          "1": float(table[2])},
-            "risk_scale": float(np.mean(targets["risk"][rows])), "rows": int(len(rows))}
+            "risk_scale": float(np.mean(targets["risk"][rows])), "rows": int(len(rows)),
+            **risk_head(frame, h, rows)}
+
+
+def risk_head(frame: CoinFrame, h: int, rows: np.ndarray) -> dict[str, Any]:
+    """{"risk_head": the log-HAR variance model (`evaluation.risk.loghar_fit`, as a dict) fitted on `rows`},
+    the head `forecasting.predict` serves; {"risk_head": None, "risk_head_error": why} when it cannot be
+    fitted (no `ret_1` column, too few rows), and serving then keeps the trailing-volatility construction."""
+    if "ret_1" not in frame.feature_names:
+        return {"risk_head": None, "risk_head_error": f"{frame.symbol}: the frame has no ret_1 column"}
+    try:
+        return {"risk_head": loghar_fit(frame.column("ret_1"), rows, h).to_dict()}
+    except RiskModelError as exc:
+        return {"risk_head": None, "risk_head_error": f"{frame.symbol}: {exc}"}
 
 
 def _stack(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray) -> None:
