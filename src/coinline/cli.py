@@ -265,13 +265,27 @@ def cmd_validate(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from coinline.ingest.importing import import_files
+    """Import files (see coinline.ingest.importing). Exit 0 when no row was rejected; 2 when a file or an
+    argument was refused (nothing committed) or when any row was rejected (the good rows are committed and
+    every rejected row is listed with its line and reason: on stderr, or in `rejected_rows` with --json)."""
+    from coinline.ingest.importing import import_files, rejected_lines
+    from coinline.providers.files import check_import_arguments
 
+    check_import_arguments(args.format, args.symbol, args.quote, args.interval)   # before starting anything
     with _app(args) as app:
         reports = import_files(app.lake, [Path(p) for p in args.paths], fmt=args.format, symbol=args.symbol.upper(),
-                               quote=args.quote.upper(), interval=args.interval, venue=args.venue, now=app.now)
-    _print(reports, args.json, _table(reports, ["path", "series", "rows_read", "inserted", "duplicates", "revised", "rejected"]))
-    return 0
+                               quote=args.quote.upper(), interval=args.interval, venue=args.venue, now=app.now,
+                               universe=None if args.allow_unknown_symbol else app.universe)
+    _print(reports, args.json, _table(reports, ["path", "series", "rows_read", "inserted", "duplicates", "revised",
+                                                "rejected", "not_yet_closed", "skipped_other_symbols"]))
+    rejected = sum(r["rejected"] for r in reports)
+    if not rejected:
+        return 0
+    for line in [] if args.json else rejected_lines(reports):
+        print(f"coinline: rejected {line}", file=sys.stderr)
+    print(f"coinline: {rejected} row(s) rejected and not imported (kept under imports/rejected/ in the lake)",
+          file=sys.stderr)
+    return 2
 
 
 def cmd_train(args) -> int:
@@ -696,6 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
     for a in ("--symbol", "--quote", "--interval"):
         sp.add_argument(a, required=True)
     sp.add_argument("--venue")
+    sp.add_argument("--allow-unknown-symbol", action="store_true",
+                    help="import a --symbol that is not in the configured universe")
     sp.add_argument("paths", nargs="+")
     sp = verb("audit", cmd_audit, "re-derive a decision from lineage: dataset hash, retraining, gates")
     sp.add_argument("decision_id")

@@ -16,16 +16,22 @@ FILES = [
     ("csv", "LTC", "USD", "1h", "coinapi_bitstamp_Chen0092/LTC_1HRS_2017-06-28.csv"),
     ("csv", "SHIB", "USD", "1d", "yfinance_budydeveloper/SHIB-USD_1d.csv"),
 ]
+DIRTY = {"yfinance_budydeveloper/SHIB-USD_1d.csv"}      # rows rejected: the import exits 2
+ACCOUNTED = ("inserted", "duplicates", "revised", "rejected", "not_yet_closed", "skipped_other_symbols")
 
 
 @pytest.mark.parametrize("fmt, symbol, quote, interval, name", FILES, ids=[f[4].split("/")[0] for f in FILES])
 def test_import_commits_the_file_and_a_second_import_adds_nothing(cli, fmt, symbol, quote, interval, name, tmp_path):
     path = str(OHLCV / name)
     args = ["import", "--format", fmt, "--symbol", symbol, "--quote", quote, "--interval", interval, path, "--json"]
-    (first,) = cli(*args, as_json=True)
+    expect = 2 if name in DIRTY else 0
+    (first,) = cli(*args, as_json=True, expect=expect)
     assert first["inserted"] > 0 and first["inserted"] + first["rejected"] <= first["rows_read"]
-    (second,) = cli(*args, as_json=True)
+    assert first["rows_read"] == sum(first[k] for k in ACCOUNTED)
+    assert bool(first["rejected"]) == (name in DIRTY) and len(first["rejected_rows"]) == first["rejected"]
+    (second,) = cli(*args, as_json=True, expect=expect)
     assert second["inserted"] == 0 and second["duplicates"] == first["inserted"]
+    assert second["rows_read"] == sum(second[k] for k in ACCOUNTED)
     status = {s["series"]: s for s in cli("status", "--json", as_json=True)}
     assert status[first["series"]]["rows"] == first["inserted"]
     if first["rejected"]:

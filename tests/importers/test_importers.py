@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from coinline.errors import ImportFormatError
+from coinline.errors import ConfigError, ImportFormatError
 from coinline.providers.base import CANDLE_SCHEMA
 from coinline.providers.files import FORMATS, ImportResult, read_candle_file
 from coinline.providers.files_csv import ticker_matches
@@ -113,7 +113,7 @@ def test_kraken_short_line_is_rejected_not_dropped(tmp_path):
 
 
 def test_kraken_blank_lines_are_not_rows_and_line_numbers_hold(tmp_path):
-    path = write(tmp_path, "k.csv", f"{T0},1,1,1,1,1,1\n\n{T0 + 7},1,1,1,1,1,1\n\n")
+    path = write(tmp_path, "k.csv", f"{T0},1,1,1,1,1,1\n\n{T0 + H + 7},1,1,1,1,1,1\n\n")
     result = read_candle_file(path, "kraken-ohlcvt", symbol="BTC", quote="USD", interval="1h")
     check_invariants(result)
     assert result.rows_read == 2
@@ -455,9 +455,11 @@ def test_csv_format_errors_name_file(tmp_path, text, match):
 
 def test_bad_arguments(tmp_path):
     path = write(tmp_path, "x.csv", "date,open,high,low,close,volume\n")
-    with pytest.raises(ValueError, match="unknown import format"):
+    with pytest.raises(ConfigError, match="--format 'excel' is not a supported import format"):
         read_candle_file(path, "excel", symbol="BTC", quote="USD", interval="1d")
-    with pytest.raises(ValueError, match="unknown interval"):
+    with pytest.raises(ConfigError, match="--interval '2d' is not a supported interval; supported intervals: 1m"):
         read_candle_file(path, "csv", symbol="BTC", quote="USD", interval="2d")
+    with pytest.raises(ConfigError, match="--quote must be non-empty"):
+        read_candle_file(path, "csv", symbol="BTC", quote=" ", interval="1d")
     with pytest.raises(ImportFormatError, match="nope.csv: no such file"):
         read_candle_file(tmp_path / "nope.csv", "csv", symbol="BTC", quote="USD", interval="1d")

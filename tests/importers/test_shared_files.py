@@ -82,6 +82,8 @@ DIRECTORIES = (          # directory prefix -> how to read a file name
 DIRTY = {
     "yfinance_budydeveloper/SHIB-USD_1d.csv": (218, "(prices must be > 0)"),
     "yfinance_budydeveloper/AAVE-USD_1d.csv": (1, "open is 0.0 (prices must be > 0)"),
+    # high below max(open, close) or low above min(open, close), e.g. 2014-03-01 high 564.07 < open 573.94
+    "cryptocompare_aipriceaction/1D.csv": (32, "(open, close))"),
 }
 HEAVY_BYTES = 2_000_000
 
@@ -197,3 +199,15 @@ def test_default_venues():
     trades = read_candle_file(ROOT / "coinapi_bitstamp_Chen0092/BTC_1HRS_2019-08-07.csv", "csv", symbol="BTC",
                               quote="USD", interval="1h").candles.column("trade_count").to_pylist()
     assert trades[0] == 648 and None not in trades
+
+
+@needs_data
+def test_ohlc_invariant_breaks_in_a_real_file_are_rejected_with_line_and_reason():
+    """cryptocompare's BTC 1D.csv has 32 days whose high is below open/close or low above them."""
+    result = read_candle_file(ROOT / "cryptocompare_aipriceaction/1D.csv", "csv", symbol="BTC", quote="USD",
+                              interval="1d")
+    by_day = {r.raw_dict()["time"]: r for r in result.rejected}
+    row = by_day["2014-03-01"]                  # open 573.94, high 564.07, low 262.77, close 557.39
+    assert row.line == row.row + 2
+    assert row.reason == "high 564.07 is below open 573.94 (high must be >= max(open, close))"
+    assert by_day["2013-10-22"].reason == "low 192.79 is above open 192.78 (low must be <= min(open, close))"

@@ -5,11 +5,22 @@
 `RejectedRow` with its location, reason and original cells. Nothing is dropped or repaired silently:
 
 - a row whose time is empty, unrecognizable or off the interval grid, whose price is empty, not a number,
-  NaN/inf, zero or negative, whose volume is empty, non-finite or negative, or whose trade count is
-  negative or fractional, is rejected (all of its reasons, joined by "; "); the other rows are imported;
-- a file that cannot be read in the stated format at all (unreadable or missing file, binary/gzip/
-  feather/JSON errors, no header, no time column, missing value columns, wrong column count)
+  NaN/inf, zero or negative, whose prices break the OHLC invariants (high >= max(open, close),
+  low <= min(open, close), hence high >= low), whose volume is empty, non-finite or negative, whose trade
+  count is negative or fractional, or which is a git conflict-marker line, is rejected (all of its
+  reasons, joined by "; "); the other rows are imported;
+- a file that cannot be read in the stated format at all (unreadable, missing file or a directory,
+  binary/gzip/feather/JSON errors, no header, no time column, missing value columns, wrong column count)
   raises `ImportFormatError` naming the file (and the line where one applies);
+- a file whose own spacing is not the interval it is imported as raises `ImportFormatError` ("file X
+  spacing is 1h, --interval says 1d"): the spacing is the most frequent gap between consecutive distinct
+  open times (a tie that includes the interval passes). Without this, a 1h file imported as 1d would
+  commit its midnight rows as daily candles. A spacing shorter than the interval is refused from the
+  first gap (two candles of one interval cannot be closer than it); a longer one only from
+  `SPACING_MIN_GAPS` gaps on, since a short file of a venue that omits intervals without trades (Kraken)
+  cannot be told from a coarser file;
+- an unknown format or interval, or an empty symbol or quote, raises `ConfigError` naming the argument
+  and what is supported;
 - a well-formed file with no rows (a header-only CSV, a 0-row freqtrade feather, `[]`) imports as an
   empty table;
 - CSV rows of another ticker (a `ticker`/`symbol` column naming another coin or quote) are counted in
@@ -45,9 +56,10 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from coinline.errors import ImportFormatError
+from coinline.errors import ConfigError, ImportFormatError
 from coinline.providers.base import SeriesKey, candle_table
 from coinline.providers.files_csv import (
+    CONFLICT_MARKER,
     NUMBERS,
     PRICES,
     ParsedRows,
@@ -56,10 +68,11 @@ from coinline.providers.files_csv import (
     read_csv,
     read_kraken_ohlcvt,
 )
-from coinline.timeframes import interval_seconds
+from coinline.timeframes import interval_seconds, known_intervals
 
 FORMATS = ("kraken-ohlcvt", "freqtrade", "csv")
 FREQTRADE_COLUMNS = ("date", *NUMBERS)
+SPACING_MIN_GAPS = 3        # gaps needed before a spacing LONGER than the interval is called a mismatch
 
 
 @dataclass(frozen=True)
@@ -93,16 +106,27 @@ class ImportResult:
     column_map: dict[str, str] = field(default_factory=dict)   # canonical field -> source column
 
 
+def check_import_arguments(fmt: str, symbol: str, quote: str, interval: str) -> None:
+    """Refuse an unknown format or interval and an empty symbol or quote, naming the argument."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not a supported import format; supported: {', '.join(FORMATS)}")
+    if interval not in known_intervals():
+        raise ConfigError(f"--interval {interval!r} is not a supported interval; supported intervals: "
+                          f"{', '.join(known_intervals())}")
+    for name, value in (("--symbol", symbol), ("--quote", quote)):
+        if not value.strip():
+            raise ConfigError(f"{name} must be non-empty")
+
+
 def read_candle_file(path: Path, fmt: str, *, symbol: str, quote: str, interval: str,
                      venue: str | None = None) -> ImportResult:
     """Read one file of candles for (symbol, quote, interval) in format `fmt` (one of FORMATS)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown import format {fmt!r}; known: {', '.join(FORMATS)}")
-    step_s = interval_seconds(interval)       # ValueError names an unknown interval
+    check_import_arguments(fmt, symbol, quote, interval)
+    step_s = interval_seconds(interval)
     symbol, quote = symbol.strip().upper(), quote.strip().upper()
-    if not symbol or not quote:
-        raise ValueError("symbol and quote must be non-empty")
     path = Path(path)
+    if path.is_dir():
+        raise ImportFormatError(f"{path}: is a directory, not a candle file (name the files inside it)")
     if not path.is_file():
         raise ImportFormatError(f"{path}: no such file")
     if fmt == "kraken-ohlcvt":
@@ -111,9 +135,43 @@ def read_candle_file(path: Path, fmt: str, *, symbol: str, quote: str, interval:
         parsed = _read_freqtrade(path, step_s)
     else:
         parsed = read_csv(path, step_s, symbol=symbol, quote=quote)
+    _check_spacing(path, parsed.time_ms[parsed.time_ok], interval)
     key = SeriesKey(source=f"import:{fmt}", venue=(venue or parsed.venue).strip().upper(), symbol=symbol,
                     quote=quote, interval=interval)
     return _finish(path, fmt, key, parsed)
+
+
+# --- spacing ------------------------------------------------------------------------------------
+
+def modal_spacing_ms(times_ms: np.ndarray) -> tuple[np.ndarray, int]:
+    """(the most frequent gaps between consecutive distinct times, sorted; the number of gaps).
+    Several gaps when they tie; none when there are fewer than two distinct times."""
+    gaps = np.diff(np.unique(times_ms))
+    if len(gaps) == 0:
+        return gaps, 0
+    values, counts = np.unique(gaps, return_counts=True)
+    return values[counts == counts.max()], len(gaps)
+
+
+def _check_spacing(path: Path, times_ms: np.ndarray, interval: str) -> None:
+    """Refuse a file whose own spacing is not `interval` (see the module docstring for the rule)."""
+    step_ms = interval_seconds(interval) * 1000
+    modes, n_gaps = modal_spacing_ms(times_ms)
+    if n_gaps == 0 or step_ms in modes:
+        return
+    spacing = int(modes[0])
+    if spacing > step_ms and n_gaps < SPACING_MIN_GAPS:
+        return
+    raise ImportFormatError(f"file {path} spacing is {duration_text(spacing)}, --interval says {interval} "
+                            f"(most frequent gap between its {n_gaps + 1} distinct open times)")
+
+
+def duration_text(ms_value: int) -> str:
+    """A gap in the largest whole unit: 86400000 -> "1d", 5400000 -> "90m", 7000 -> "7s"."""
+    for unit, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)):
+        if ms_value % size == 0:
+            return f"{ms_value // size}{unit}"
+    return f"{ms_value}ms"
 
 
 # --- freqtrade ---------------------------------------------------------------------------------
@@ -174,11 +232,16 @@ def _freqtrade_json(path: Path, step_s: int, *, gzipped: bool) -> ParsedRows:
             return f"row is a {type(r).__name__}, not a list of {width} values"
         return None if len(r) == width else f"row has {len(r)} values, expected {width}"
 
-    problems = [shape_problem(r) for r in rows]
-    if rows and problems[0] is not None:
-        raise ImportFormatError(f"{path}: row 0: {problems[0]} ([ts_ms, open, high, low, close, volume])")
-    good = [r if p is None else [None] * width for r, p in zip(rows, problems, strict=True)]
-    frame = pd.DataFrame(good, columns=list(FREQTRADE_COLUMNS), dtype=object)   # null stays None: "empty"
+    uniform = _uniform_rows(rows, width)
+    if uniform is not None:                     # the normal file: no row to check one by one
+        problems: list[str | None] = [None]
+        frame = pd.DataFrame(uniform, columns=list(FREQTRADE_COLUMNS))
+    else:
+        problems = [shape_problem(r) for r in rows]
+        if rows and problems[0] is not None:
+            raise ImportFormatError(f"{path}: row 0: {problems[0]} ([ts_ms, open, high, low, close, volume])")
+        good = [r if p is None else [None] * width for r, p in zip(rows, problems, strict=True)]
+        frame = pd.DataFrame(good, columns=list(FREQTRADE_COLUMNS), dtype=object)  # null stays None: "empty"
 
     def raw_row(i: int) -> tuple[tuple[str, str], ...]:
         r = rows[i]
@@ -188,6 +251,19 @@ def _freqtrade_json(path: Path, step_s: int, *, gzipped: bool) -> ParsedRows:
         return tuple((n, cell_text(v)) for n, v in zip(names, r, strict=False))
 
     return _freqtrade_rows(frame, step_s, problems=problems if any(problems) else None, raw_row=raw_row)
+
+
+def _uniform_rows(rows: list, width: int) -> np.ndarray | None:
+    """The rows as an (n, width) object array when every one is a list of `width` scalars, built by numpy
+    in C rather than a Python loop over the rows; None when any row is not (the caller then checks each
+    row for its reason) or there are none."""
+    if not rows:
+        return None
+    try:
+        values = np.array(rows, dtype=object)
+    except ValueError:                          # ragged rows
+        return None
+    return values if values.ndim == 2 and values.shape[1] == width else None
 
 
 def _freqtrade_rows(frame: pd.DataFrame, step_s: int, *, problems, raw_row) -> ParsedRows:
@@ -209,6 +285,7 @@ def _finish(path: Path, fmt: str, key: SeriesKey, parsed: ParsedRows) -> ImportR
     bad = ~parsed.time_ok | ~parsed.on_grid
     for name in PRICES:
         bad |= ~np.isfinite(nums[name]) | (nums[name] <= 0)
+    bad |= ohlc_violations(nums).any(axis=0)
     bad |= ~np.isfinite(nums["volume"]) | (nums["volume"] < 0)
     counts = nums.get("trade_count")
     if counts is not None:
@@ -238,12 +315,37 @@ def _finish(path: Path, fmt: str, key: SeriesKey, parsed: ParsedRows) -> ImportR
     )
 
 
+def ohlc_violations(nums: dict[str, np.ndarray]) -> np.ndarray:
+    """Three row masks, as a (3, n) array: high < max(open, close), low > min(open, close), high < low.
+    Only rows whose four prices are valid (finite, > 0) can break them: a missing or zero price has its
+    own reason, and comparing it would only add noise."""
+    o, h, lo, c = (nums[name] for name in PRICES)
+    valid = np.logical_and.reduce([np.isfinite(x) & (x > 0) for x in (o, h, lo, c)])
+    return np.stack([h < np.maximum(o, c), lo > np.minimum(o, c), h < lo]) & valid
+
+
+def _ohlc_reasons(parsed: ParsedRows, i: int) -> list[str]:
+    """The OHLC invariants row i breaks, with the prices as the file wrote them."""
+    text = {name: cell_text(parsed.cells[name].iat[i]).strip() for name in PRICES}
+    high_low, low_high, crossed = ohlc_violations({n: parsed.numbers[n][i:i + 1] for n in PRICES})[:, 0]
+    o, c = parsed.numbers["open"][i], parsed.numbers["close"][i]
+    top, bottom = ("open" if o >= c else "close"), ("open" if o <= c else "close")   # a tie names open
+    reasons = []
+    if high_low:
+        reasons.append(f"high {text['high']} is below {top} {text[top]} (high must be >= max(open, close))")
+    if low_high:
+        reasons.append(f"low {text['low']} is above {bottom} {text[bottom]} (low must be <= min(open, close))")
+    if crossed:
+        reasons.append(f"high {text['high']} is below low {text['low']}")
+    return reasons
+
+
 def _reasons(parsed: ParsedRows, i: int, interval: str) -> str:
     reasons: list[str] = []
     if parsed.problems is not None and parsed.problems[i] is not None:
         reasons.append(parsed.problems[i])
-        if parsed.problems[i].startswith("row "):     # malformed JSON row: its cells mean nothing
-            return "; ".join(reasons)
+        if parsed.problems[i].startswith("row ") or parsed.problems[i] == CONFLICT_MARKER:
+            return "; ".join(reasons)                   # malformed JSON row or merge debris: cells mean nothing
     cells = parsed.cells
     if not parsed.time_ok[i]:
         text = cell_text(cells["time"].iat[i]).strip()
@@ -256,6 +358,7 @@ def _reasons(parsed: ParsedRows, i: int, interval: str) -> str:
             reason = _value_reason(name, cell_text(cells[name].iat[i]).strip(), float(parsed.numbers[name][i]))
             if reason:
                 reasons.append(reason)
+    reasons.extend(_ohlc_reasons(parsed, i))
     return "; ".join(reasons)
 
 

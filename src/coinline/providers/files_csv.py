@@ -10,6 +10,10 @@ Time rules (all formats):
 - text times must be ISO-8601 (`2024-01-01`, `2024-01-01 05:00:00`, `2024-01-01T05:00:00.0000000Z`,
   with or without a zone); a time with an offset is converted to UTC, a naive time is taken AS UTC;
 - an open time is on the grid when it is a whole multiple of the interval since the unix epoch.
+
+Git conflict-marker lines (`<<<<<<< ours`, `=======`, `>>>>>>> theirs`, `||||||| base`) left in a text
+file by an unfinished merge are rows of the file, rejected with the reason "git conflict marker" (never
+counted as rows of another ticker); a conflict marker on line 1 makes the file unreadable.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ VALUE_NAMES: dict[str, tuple[str, ...]] = {
 TICKER_NAMES = ("ticker", "symbol")
 _BINANCE_KLINE_MARKERS = {"quoteassetvolume", "takerbuybasevol", "takerbuybaseassetvolume"}
 KRAKEN_COLUMNS = ("time", "open", "high", "low", "close", "volume", "trades")
+CONFLICT_MARKER = "git conflict marker"         # the reason of a conflict-marker row (see is_conflict_marker)
+_CONFLICT_MARKER_RE = r"(?:<{7}|={7}|>{7}|\|{7})(?:\s|$)"
 
 
 @dataclass
@@ -148,8 +154,27 @@ def _norm(name: object) -> str:
     return re.sub(r"[\s_\-.]+", "", str(name)).lower()
 
 
+def conflict_marker_rows(first_cells: pd.Series) -> np.ndarray:
+    """True where a line is a git conflict marker: its first cell starts with seven `<`, `=`, `>` or `|`
+    followed by a space or nothing. Vectorized over the file's first column."""
+    return first_cells.fillna("").str.match(_CONFLICT_MARKER_RE).to_numpy(dtype=bool)
+
+
+def _refuse_conflict_marker_on_line_1(path: Path) -> None:
+    """A marker on line 1 would be taken as the header (or, headerless, fix the column count): refuse the
+    file by name instead of reporting a confusing header or field-count error."""
+    try:
+        with path.open("rb") as fh:
+            first = fh.readline(200).decode("utf-8-sig", errors="replace").strip()
+    except OSError as exc:
+        raise ImportFormatError(f"{path}: cannot read: {exc}") from None
+    if re.match(_CONFLICT_MARKER_RE, first):
+        raise ImportFormatError(f"{path}: line 1: {first[:40]!r} is a {CONFLICT_MARKER}; finish the merge first")
+
+
 def _read_text(path: Path, *, header: int | None) -> pd.DataFrame:
     """Every cell as text (empty cells stay ""), blank lines kept so row i sits on a known line."""
+    _refuse_conflict_marker_on_line_1(path)
     try:
         return pd.read_csv(path, header=header, dtype=str, keep_default_na=False, na_values=[],
                            skip_blank_lines=False, encoding="utf-8-sig")
@@ -208,8 +233,10 @@ def read_kraken_ohlcvt(path: Path, step_s: int) -> ParsedRows:
         raise ImportFormatError(f"{path}: line 1: {frame.iat[0, 0]!r} is not a unix time; Kraken OHLCVT "
                                 "files have no header and start with unix seconds")
     cols: dict[str, object] = {c: c for c in ("time", *NUMBERS)} | {"trade_count": "trades"}
+    markers = conflict_marker_rows(frame["time"])
+    problems = np.where(markers, CONFLICT_MARKER, None) if markers.any() else None
     return _parse(frame, cols, path=path, step_s=step_s, first_line=1, rows_read=int((~blank).sum()),
-                  keep=~blank, venue="KRAKEN", numeric_time=True)
+                  keep=~blank, venue="KRAKEN", problems=problems, numeric_time=True)
 
 
 def _find(header: dict[str, object], candidates: tuple[str, ...], symbol: str) -> object | None:
@@ -228,6 +255,14 @@ def ticker_matches(ticker: str, symbol: str, quote: str) -> bool:
         return True
     m = re.fullmatch(rf"{re.escape(symbol)}[-/_:. ]([A-Z0-9]+)(?::.*)?", t)
     return bool(m) and m.group(1) == quote
+
+
+def ticker_match_mask(tickers: pd.Series, symbol: str, quote: str) -> np.ndarray:
+    """`ticker_matches` over a whole column at once (pandas string ops, no per-row Python)."""
+    t = tickers.fillna("").str.strip().str.upper()
+    exact = (t == symbol) | (t == symbol + quote)
+    paired = t.str.fullmatch(rf"{re.escape(symbol)}[-/_:. ]{re.escape(quote)}(?::.*)?")
+    return (exact | paired.fillna(False)).to_numpy(dtype=bool)
 
 
 def read_csv(path: Path, step_s: int, *, symbol: str, quote: str) -> ParsedRows:
@@ -258,17 +293,18 @@ def read_csv(path: Path, step_s: int, *, symbol: str, quote: str) -> ParsedRows:
         raise ImportFormatError(f"{path}: line 1: no {', '.join(missing)} column among {shown}")
     blank = _blank_rows(frame)
     keep = ~blank
-    problems = None
+    markers = conflict_marker_rows(frame.iloc[:, 0])
+    problems = np.where(markers, CONFLICT_MARKER, None) if markers.any() else None
     skipped = 0
     ticker_col = _find(header, TICKER_NAMES, symbol)
     if ticker_col is not None:
         tickers = frame[ticker_col].str.strip()
-        empty = (tickers == "").to_numpy()
-        match = tickers.map(lambda t: ticker_matches(t, symbol, quote)).to_numpy(dtype=bool)
-        other = keep & ~empty & ~match
+        empty = (tickers == "").to_numpy() & ~markers
+        match = ticker_match_mask(tickers, symbol, quote)
+        other = keep & ~empty & ~match & ~markers      # a marker line is rejected, never "another ticker"
         skipped = int(other.sum())
         keep &= ~other
-        problems = np.where(empty, f"{ticker_col} is empty", None)
+        problems = np.where(markers, CONFLICT_MARKER, np.where(empty, f"{ticker_col} is empty", None))
         cols["ticker"] = ticker_col
     venue = "BINANCE" if _BINANCE_KLINE_MARKERS & set(header) else "CSV"
     return _parse(frame, cols, path=path, step_s=step_s, first_line=2, rows_read=int((~blank).sum()),
