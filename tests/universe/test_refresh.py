@@ -254,7 +254,7 @@ def test_approval_round_trip(rows, v1, tmp_path):
 
     with pytest.raises(ConfigError, match="already approved"):
         approve_proposal(tmp_path, V2, approver="bob", reason="again", at=AT)
-    with pytest.raises(ConfigError, match="already approved/active"):
+    with pytest.raises(ConfigError, match="already approved in"):
         write_proposal(p, tmp_path)
 
 

@@ -21,7 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coinline.errors import CoinlineError
 from coinline.timeframes import from_ms
+
+
+class FoldError(CoinlineError, ValueError):
+    """The walk-forward configuration does not fit the data (too few rows, inconsistent sizes): an input
+    problem of the training request, named with the numbers that disagree (CLI exit 2)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,27 +86,27 @@ def walk_forward(times: np.ndarray, *, n_folds: int, test_bars: int, min_train_b
     t = np.asarray(times, dtype="int64")
     n = len(t)
     if n_folds < 1 or test_bars < 1:
-        raise ValueError(f"n_folds={n_folds} and test_bars={test_bars} must both be >= 1")
+        raise FoldError(f"n_folds={n_folds} and test_bars={test_bars} must both be >= 1")
     if max_horizon < 1:
-        raise ValueError(f"max_horizon={max_horizon} must be >= 1")
+        raise FoldError(f"max_horizon={max_horizon} must be >= 1")
     if embargo_bars < max_horizon:
-        raise ValueError(f"embargo_bars={embargo_bars} < max_horizon={max_horizon}: training labels would reach "
+        raise FoldError(f"embargo_bars={embargo_bars} < max_horizon={max_horizon}: training labels would reach "
                          f"into the test block; set the embargo to at least the longest horizon")
     if not 0.0 <= calib_fraction < 1.0:
-        raise ValueError(f"calib_fraction={calib_fraction} must be in [0, 1)")
+        raise FoldError(f"calib_fraction={calib_fraction} must be in [0, 1)")
     if mode not in ("expanding", "rolling"):
-        raise ValueError(f"mode={mode!r}: expected 'expanding' or 'rolling'")
+        raise FoldError(f"mode={mode!r}: expected 'expanding' or 'rolling'")
     window = None
     if mode == "rolling":
         window = int(rolling_train_bars if rolling_train_bars is not None else min_train_bars)
         if window < min_train_bars:
-            raise ValueError(f"rolling_train_bars={window} < min_train_bars={min_train_bars}: every fold would be dropped")
+            raise FoldError(f"rolling_train_bars={window} < min_train_bars={min_train_bars}: every fold would be dropped")
     if n > 1 and not (np.diff(t) > 0).all():
-        raise ValueError("walk_forward: times must be strictly increasing (one coin's rows in time order)")
+        raise FoldError("walk_forward: times must be strictly increasing (one coin's rows in time order)")
     test_rows = n_folds * test_bars
     need_one, need_all = min_train_bars + embargo_bars + test_bars, min_train_bars + embargo_bars + test_rows
     if n <= test_rows:
-        raise ValueError(f"walk_forward: {n} rows, but {n_folds} test folds x {test_bars} bars = {test_rows} rows "
+        raise FoldError(f"walk_forward: {n} rows, but {n_folds} test folds x {test_bars} bars = {test_rows} rows "
                          f"leave nothing to train on; need at least {need_one} rows for one fold "
                          f"({need_all} for all {n_folds})")
     step = int(interval_ms) if interval_ms else (int(np.diff(t).min()) if n > 1 else 1)
@@ -133,7 +139,7 @@ def walk_forward(times: np.ndarray, *, n_folds: int, test_bars: int, min_train_b
             calib_start=int(t[calib[0]]) if len(calib) else None, calib_end=int(t[calib[-1]]) if len(calib) else None,
             test_start=int(t[test[0]]), test_end=int(t[test[-1]]), embargo_bars=int(embargo_bars), block=block))
     if not folds:
-        raise ValueError(
+        raise FoldError(
             f"walk_forward: no fold has enough training data: {n} rows; the last {test_rows} rows are "
             f"{n_folds} test folds x {test_bars} bars and training ends {embargo_bars} rows (embargo) before each "
             f"test fold, so the largest training window has {largest} rows < min_train_bars={min_train_bars}; "

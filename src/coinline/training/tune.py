@@ -16,9 +16,11 @@ join; without it a local Ray is started (`num_cpus`, no dashboard, token auth of
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -178,7 +180,8 @@ def tune_family(family: str, F: np.ndarray, targets: Mapping[str, np.ndarray], *
                 failure_config=tune.FailureConfig(max_failures=0),
             ),
         )
-        grid = tuner.fit()
+        with contextlib.redirect_stdout(sys.stderr):   # Tune prints its tables even at verbose=0; stdout is
+            grid = tuner.fit()                           # the CLI's (pure JSON with --json)
         scores: dict[int, float] = {}
         errors: dict[int, str] = {}
         for r in grid:

@@ -328,8 +328,9 @@ def write_proposal(proposal: UniverseProposal, universe_dir: Path) -> Path:
     _check_version_name(proposal.version)
     universe_dir = Path(universe_dir)
     if approval_path(universe_dir, proposal.version).exists() or (universe_dir / f"{proposal.version}.json").exists():
-        raise ConfigError(f"universe version {proposal.version} is already approved/active in {universe_dir}; "
-                          "propose a new version")
+        raise ConfigError(f"universe version {proposal.version} is already approved in {universe_dir}: activate it "
+                          f"with TRAINING_UNIVERSE_VERSION={proposal.version} (the next refresh then proposes the "
+                          "version after it), or name another version with `coinline universe refresh NAME`")
     path = proposal_path(universe_dir, proposal.version)
     _write_atomic(path, proposal.to_json())
     return path
@@ -360,9 +361,9 @@ def approve_proposal(universe_dir: Path, version: str, *, approver: str, reason:
     proposed (content hash mismatch), or a missing approver/reason."""
     universe_dir = Path(universe_dir)
     if not approver.strip():
-        raise ConfigError("approval needs an approver (who approves this universe)")
+        raise ConfigError("approval needs an approver: `coinline universe approve VERSION --approver NAME --reason TEXT`")
     if not reason.strip():
-        raise ConfigError("approval needs a reason")
+        raise ConfigError("approval needs a reason: `coinline universe approve VERSION --approver NAME --reason TEXT`")
     if at.tzinfo is None:
         raise ConfigError("approval time must be timezone-aware (UTC)")
     doc = load_proposal(universe_dir, version)
