@@ -58,7 +58,8 @@ def test_forecast_prints_decision_inputs_for_every_coin_and_horizon_and_records_
         assert abs(sum(r["regime"].values()) - 1) < 1e-9
         assert r["model_set"] == trained.run_id and len(r["input_hash"]) == 64 and r["dataset_hash"]
     fams = {"xgboost", "lightgbm", "random_forest", "lstm", "transformer"}
-    assert {r["combiner"] for r in rows if r["horizon"] == 4} <= {"stacked", "mean", *(f"member:{f}" for f in fams)}
+    assert {r["combiner"] for r in rows if r["horizon"] == 4} <= {"stacked", "mean", "base_rate",
+                                                                  *(f"member:{f}" for f in fams)}
     assert {r["combiner"] for r in rows if r["horizon"] != 4} == {"mean"}
     # a random walk: no horizon has evidence of skill, and the output says so per row
     assert {r["skill_evidence"] for r in rows} == {"none"}

@@ -4,7 +4,7 @@ the informative base model, and is deterministic."""
 import numpy as np
 import pytest
 
-from coinline.models.stacking import StackingMetaLearner, walk_forward_stack
+from coinline.models.stacking import StackingMetaLearner, choose_combiner, walk_forward_stack
 
 FAMS = ("xgboost", "lightgbm", "random_forest", "lstm", "transformer")
 
@@ -143,7 +143,8 @@ def test_the_combiner_is_chosen_on_inner_validation_and_is_not_worse_than_the_be
     p, _, per_fold_info = walk_forward_stack(folds, P, R, y, FAMS, seed=3, params={"C": 0.05})
     for k in range(1, n_folds):
         sel = per_fold_info[k]["selection"]
-        assert set(sel) == {"stack", "mean", *(f"member:{f}" for f in FAMS)}
-        assert per_fold_info[k]["choice"] == min(sel, key=lambda c: (sel[c], c != "stack", c))
+        assert set(sel) == {"base_rate", "stack", "mean", *(f"member:{f}" for f in FAMS)}
+        assert per_fold_info[k]["choice"] == choose_combiner(sel, 0.001) == per_fold_info[k]["coin_choice"]
+        assert per_fold_info[k]["choice"] in {"member:xgboost", "stack"}   # the informative member, alone or stacked
     later = folds >= 1
     assert _log_loss(y[later], p[later]) <= _log_loss(y[later], P[later, 0]) + 0.002

@@ -19,12 +19,28 @@ without regime gating (no out-of-sample posteriors exist there). Without a warmu
 meta training set is too small (< params["min_train_rows"]) or holds a single class, the combiner falls
 back to the equal-weight average of the base probabilities (flagged `fallback=True`).
 
-The combiner is CHOSEN, not assumed (`choice`): the meta training rows (in time order) are split into an
-inner training part and the last `select_fraction` as inner validation; the stack fitted on the inner part,
-the equal-weight mean and every single member are scored there by log loss, and the best one is refitted on
-all the rows (a member or the mean need no fitting). So stacking is used only where it paid on data the
-stack did not see, and otherwise the combiner is the best member (or the mean): an ensemble that is not
-worse than its best member beyond what the inner validation could tell apart.
+The combiner is CHOSEN, not assumed (`choice`), among the candidates
+    base_rate        the constant P(up) = the climatology: the mean of every label realized before the fold's
+                     first test row when the caller gives `climatology`, else the mean label of the meta
+                     training rows (serialised as `base_rate`, so serving reproduces it)
+    mean, member:f   the equal-weight mean of the base probabilities, one member alone
+    stack            the regularized logistic stack (the only fitted candidate)
+The meta training rows (in time order) are split into an inner training part and the last `select_fraction`
+as inner validation; the stack fitted on the inner part and every other candidate (base_rate: the climatology
+at the first inner-validation row, or the inner part's mean label) are scored there by log loss.
+The rule (`choose_combiner`), one margin fixed a priori (params["select_margin"], the run passes its
+`ensemble_tolerance`, 0.001): candidates rank by complexity, base_rate < mean and members < stack; a candidate
+is taken over every simpler one only if its mean inner-validation log loss is lower than the best simpler
+candidate's by more than the margin. So base_rate wins ties and near-ties, a member must beat the base rate
+by more than the margin, and the stack must beat both. The chosen candidate is refitted on all the rows
+(only the stack needs fitting). Why the margin: the ensemble may lose up to the tolerance to its best member
+or the base rate; a combiner that cannot show a larger gain on rows it did not see is not worth its variance.
+
+Small inner-validation sets make that choice noisy, so a training run pools it across coins
+(`stack_selection` per coin -> `pooled_choice` -> `walk_forward_stack(choices=...)`): each candidate's summed
+inner-validation log loss over every coin's inner-validation rows of the same fold picks one combiner per
+fold, by the same rule; the stack itself is still fitted per coin. A coin's fold pools only the folds of other
+coins that start no later than its own (their meta training labels were all realized before it starts).
 
 Features (for k base families and the 4 regime posteriors of `models.regime.REGIMES`)
     logit:{fam}                  logit of the base P(up), clipped to [1e-4, 1 - 1e-4]          (k)
@@ -50,10 +66,15 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from coinline.errors import CoinlineError
 from coinline.models.base import FAMILIES, derive_seed, row_linear
 from coinline.models.regime import N_REGIMES, REGIMES
 
 CLIP = 1e-4
+
+
+class CombinerError(CoinlineError, ValueError):
+    """A combiner choice this meta-learner cannot serve (names the choice and the families)."""
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -65,9 +86,38 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))   # overflow-free, exact enough for probabilities
 
 
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+def _row_losses(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=float), CLIP, 1.0 - CLIP)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+
+def _inner_cut(n: int, frac: float) -> int:
+    """Rows [0, cut) are the inner training part, [cut, n) the inner validation (the last `frac`)."""
+    return n - int(round(frac * n))
+
+
+def candidate_level(name: str) -> int:
+    """Complexity rank of a combiner: 0 base_rate (ignores the members), 1 the mean or one member (no
+    fitting), 2 the stack (fitted)."""
+    return 0 if name == "base_rate" else 2 if name == "stack" else 1
+
+
+def choose_combiner(mean_loss: Mapping[str, float], margin: float) -> str | None:
+    """The simplest candidate that no more complex one beats by more than `margin` in mean log loss.
+
+    Levels in order of complexity (`candidate_level`); the best of a level (lowest loss, then name) replaces
+    the choice only when its loss is below the best loss of every simpler level by more than `margin`.
+    None when there is no candidate."""
+    choice, floor = None, np.inf
+    for level in range(3):
+        names = sorted((c for c in mean_loss if candidate_level(c) == level), key=lambda c: (mean_loss[c], c))
+        if not names:
+            continue
+        best = names[0]
+        if choice is None or mean_loss[best] < floor - margin:
+            choice = best
+        floor = min(floor, mean_loss[best])
+    return choice
 
 
 class StackingMetaLearner:
@@ -75,14 +125,17 @@ class StackingMetaLearner:
 
     params: C (default 1.0), max_iter (1000), tol (1e-6), min_train_rows (50): fewer usable rows (or one
     class only) -> fallback to the equal-weight average of base probabilities; select_fraction (0.3): the
-    last share of the rows that chooses between stack, mean and single members (0: always stack).
+    last share of the rows that chooses the combiner (0: always stack); select_margin (0.001): the mean
+    log loss a more complex candidate must win by (`choose_combiner`).
     Rows with a non-finite base probability, posterior or label are ignored in `fit`.
     `regime_post=None` in fit stacks without regime gating.
-    `choice`: "stack", "mean" or "member:<family>"; `selection`: the inner-validation log loss of each.
+    `choice`: "base_rate", "mean", "member:<family>" or "stack"; `selection`: the inner-validation mean log
+    loss of each candidate on this learner's rows (also when the choice was made by a pooled selection);
+    `base_rate`: the constant P(up) of the base_rate candidate (None in blobs written before it existed).
     """
 
     DEFAULTS: Mapping[str, Any] = {"C": 1.0, "max_iter": 1000, "tol": 1e-6, "min_train_rows": 50,
-                                   "select_fraction": 0.3}
+                                   "select_fraction": 0.3, "select_margin": 0.001}
 
     def __init__(self, params: Mapping[str, Any] | None = None, families: Sequence[str] = FAMILIES):
         self.params = {**self.DEFAULTS, **(params or {})}
@@ -92,11 +145,16 @@ class StackingMetaLearner:
         self.fallback = True
         self.choice = "mean"
         self.selection: dict[str, float] = {}
+        self.base_rate: float | None = None
         self.use_regime: bool | None = None
         self.coef_: np.ndarray | None = None
         self.intercept_: float = 0.0
         self.n_train = 0
         self.seed: int | None = None
+
+    def candidates(self) -> list[str]:
+        """Every combiner this learner can serve, simplest first."""
+        return ["base_rate", "mean", *(f"member:{f}" for f in self.families), "stack"]
 
     # -- features
     def feature_names(self, use_regime: bool | None = None) -> list[str]:
@@ -126,29 +184,51 @@ class StackingMetaLearner:
         inter = (L[:, :, None] * R[:, None, :]).reshape(len(L), -1)   # family-major, regime-minor
         return np.hstack([L, R, inter])
 
-    # -- fit / predict
-    def fit(self, base_probs: np.ndarray, regime_post: np.ndarray | None, y: np.ndarray, *,
-            seed: int) -> StackingMetaLearner:
+    def usable(self, base_probs: np.ndarray, regime_post: np.ndarray | None, y: np.ndarray) -> np.ndarray:
+        """Mask of the rows `fit` learns from: finite label, base probabilities and posteriors."""
         P, R = self._check(base_probs, regime_post)
         y = np.asarray(y, dtype=float)
         if len(y) != len(P):
             raise ValueError("y must have one label per row")
-        self.seed = int(seed)
-        self.use_regime = R is not None
         ok = np.isfinite(y) & np.all(np.isfinite(P), axis=1)
         if R is not None:
             ok &= np.all(np.isfinite(R), axis=1)
         if np.any((y[ok] != 0) & (y[ok] != 1)):
             raise ValueError("y must be 0/1 (NaN for unrealized labels)")
+        return ok
+
+    # -- fit / predict
+    def fit(self, base_probs: np.ndarray, regime_post: np.ndarray | None, y: np.ndarray, *, seed: int,
+            choice: str | None = None, prior: float | None = None, val_prior: float | None = None,
+            selection: Mapping[str, float] | None = None) -> StackingMetaLearner:
+        """Fit on the usable rows. `choice` forces the combiner (a pooled selection made it; `selection` is
+        then kept as the record of this learner's own inner-validation losses); None chooses it here.
+        `prior`: the base_rate candidate's constant (default: the mean usable label); `val_prior`: its
+        constant on the inner validation (default: the inner training part's mean label)."""
+        if choice is not None and choice not in self.candidates():
+            raise CombinerError(f"combiner choice {choice!r} is not one of {self.candidates()}")
+        P, R = self._check(base_probs, regime_post)
+        y = np.asarray(y, dtype=float)
+        ok = self.usable(P, R, y)
+        self.seed = int(seed)
+        self.use_regime = R is not None
         self.n_train = int(ok.sum())
         yk = y[ok].astype(np.int64)
         self.coef_, self.intercept_, self.selection = None, 0.0, {}
+        self.base_rate = float(prior) if prior is not None else (float(np.mean(yk)) if len(yk) else None)
         if not self._viable(yk):
             self.fallback, self.choice = True, "mean"
             return self
         self.fallback = False
         Pk, Rk = P[ok], None if R is None else R[ok]
-        self.choice = self._select(Pk, Rk, yk)
+        if choice is None:
+            record = self._inner_losses(Pk, Rk, yk, val_prior)
+            if record is not None:
+                self.selection = {c: v / record["n"] for c, v in record["loss"].items()}
+            choice = choose_combiner(self.selection, float(self.params["select_margin"])) or "stack"
+        else:
+            self.selection = {c: float(v) for c, v in (selection or {}).items()}
+        self.choice = choice
         if self.choice == "stack":
             self.coef_, self.intercept_ = self._fit_stack(Pk, Rk, yk)
         return self
@@ -163,18 +243,34 @@ class StackingMetaLearner:
             model.fit(self._features(P, R), y)
         return np.asarray(model.coef_[0], dtype=float), float(model.intercept_[0])
 
-    def _select(self, P: np.ndarray, R: np.ndarray | None, y: np.ndarray) -> str:
-        """Stack, mean or the best single member, by log loss on the last `select_fraction` of the rows."""
+    def selection_record(self, base_probs: np.ndarray, regime_post: np.ndarray | None, y: np.ndarray, *,
+                         seed: int, val_prior: float | None = None) -> dict[str, Any] | None:
+        """{"n": inner-validation rows, "loss": {candidate: summed log loss there}} on the usable rows, the
+        input of a pooled choice; None when the rows cannot be split into a viable inner part and a
+        two-class inner validation."""
+        P, R = self._check(base_probs, regime_post)
+        ok = self.usable(P, R, y)
+        yk = np.asarray(y, dtype=float)[ok].astype(np.int64)
+        if not self._viable(yk):
+            return None
+        self.seed = int(seed)
+        return self._inner_losses(P[ok], None if R is None else R[ok], yk, val_prior)
+
+    def _inner_losses(self, P: np.ndarray, R: np.ndarray | None, y: np.ndarray,
+                      val_prior: float | None) -> dict[str, Any] | None:
+        """Every candidate's summed log loss on the last `select_fraction` of the rows (time order), the
+        stack fitted on the rows before them."""
         frac = float(self.params["select_fraction"])
-        cut = len(y) - int(round(frac * len(y)))
+        cut = _inner_cut(len(y), frac)
         if frac <= 0 or not self._viable(y[:cut]) or len(np.unique(y[cut:])) < 2:
-            return "stack"
+            return None
         coef, b = self._fit_stack(P[:cut], None if R is None else R[:cut], y[:cut])
         Pv, Rv, yv = P[cut:], None if R is None else R[cut:], y[cut:]
-        cands = {"stack": _sigmoid(row_linear(self._features(Pv, Rv), coef, b)), "mean": Pv.mean(axis=1)}
+        prior = float(np.mean(y[:cut])) if val_prior is None else float(val_prior)
+        cands = {"base_rate": np.full(len(yv), prior), "mean": Pv.mean(axis=1)}
         cands.update({f"member:{f}": Pv[:, i] for i, f in enumerate(self.families)})
-        self.selection = {name: _log_loss(yv, p) for name, p in cands.items()}
-        return min(self.selection, key=lambda k: (self.selection[k], k != "stack", k))
+        cands["stack"] = _sigmoid(row_linear(self._features(Pv, Rv), coef, b))
+        return {"n": int(len(yv)), "loss": {name: float(np.sum(_row_losses(yv, p))) for name, p in cands.items()}}
 
     def predict(self, base_probs: np.ndarray, regime_post: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(p_up, confidence); confidence = |2 p_up - 1|. Fallback: p_up = mean of base probabilities."""
@@ -186,6 +282,8 @@ class StackingMetaLearner:
                                     self.intercept_))
         elif self.choice.startswith("member:"):
             p = P[:, self.families.index(self.choice.split(":", 1)[1])].copy()
+        elif self.choice == "base_rate":
+            p = np.full(len(P), float(self.base_rate))
         else:
             p = P.mean(axis=1)
         return p, np.abs(2.0 * p - 1.0)
@@ -201,11 +299,12 @@ class StackingMetaLearner:
 
     def family_weights(self, regime_post: np.ndarray | None = None) -> dict[str, float]:
         """Effective logit weight per family: w[logit:f] + sum_r w[logit:f*regime:r] * mean posterior_r
-        (mean over the given rows; uniform posteriors if none). Mean: 1/k each; a member: 1 for it, 0 else."""
+        (mean over the given rows; uniform posteriors if none). Mean: 1/k each; a member: 1 for it, 0 else;
+        the base rate: 0 for every family."""
         k = len(self.families)
         if self.choice == "mean":
             return {f: 1.0 / k for f in self.families}
-        if self.choice.startswith("member:"):
+        if self.choice.startswith("member:") or self.choice == "base_rate":
             return {f: float(self.choice == f"member:{f}") for f in self.families}
         w = self.coef_
         eff = w[:k].copy()
@@ -219,7 +318,8 @@ class StackingMetaLearner:
         doc = {
             "kind": "stacking_meta_learner", "families": list(self.families), "regimes": list(REGIMES),
             "params": dict(self.params), "seed": self.seed, "fallback": self.fallback, "choice": self.choice,
-            "selection": self.selection, "use_regime": self.use_regime, "n_train": self.n_train,
+            "selection": self.selection, "base_rate": self.base_rate, "use_regime": self.use_regime,
+            "n_train": self.n_train,
             "feature_names": self.feature_names() if self.choice == "stack" else [],
             "coef": [] if self.coef_ is None else self.coef_.tolist(), "intercept": self.intercept_,
         }
@@ -227,36 +327,41 @@ class StackingMetaLearner:
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> StackingMetaLearner:
+        """Read `to_bytes`; blobs written before the base_rate candidate existed load with base_rate None
+        (their choice is never "base_rate")."""
         doc = json.loads(blob)
         self = cls(doc["params"], families=tuple(doc["families"]))
         self.seed, self.fallback, self.n_train = doc["seed"], doc["fallback"], doc["n_train"]
         self.use_regime = doc["use_regime"]
         self.choice = doc.get("choice", "mean" if self.fallback else "stack")
         self.selection = doc.get("selection", {})
+        self.base_rate = doc.get("base_rate")
+        if self.choice == "base_rate" and self.base_rate is None:
+            raise CombinerError("stacking meta-learner blob: choice 'base_rate' without a base_rate value")
         self.coef_ = np.asarray(doc["coef"], dtype=float) if self.choice == "stack" else None
         self.intercept_ = float(doc["intercept"])
         return self
 
 
-def walk_forward_stack(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post: np.ndarray | None,
-                       y: np.ndarray, families: Sequence[str], seed: int, *,
-                       params: Mapping[str, Any] | None = None, row_time: np.ndarray | None = None,
-                       label_time: np.ndarray | None = None, models: list | None = None,
-                       warmup: Mapping[Any, tuple[np.ndarray, np.ndarray]] | None = None
-                       ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Stack OOF base predictions fold by fold (fold ids ascend in time), never using a fold's own labels.
+def _plain(x: Any) -> Any:
+    return x.item() if hasattr(x, "item") else x
 
-    Fold f's predictions come from a meta-learner fit on rows with fold_id < f only (y NaN = unrealized,
-    ignored). With `row_time` (decision time per row) and `label_time` (time its label is realized), an
-    earlier-fold row is also dropped unless label_time < the first row_time of fold f (realized strictly before): the embargo.
-    Returns (p_up, confidence, per_fold) where per_fold[f] = {"fallback", "n_train", "weights",
-    "family_weights"}; fold 0 (and any fold without enough realized history) has fallback=True and
-    p_up = the equal-weight average of the base probabilities.
-    `models`, when given a list, receives each fold's fitted meta-learner in fold order (the last one is
-    the deployable combiner: it made the last test fold's predictions).
-    `warmup[f] = (base_probs, y)`: rows a fold may learn its combiner from when it has too little realized
-    earlier-fold history (fold 0: its models' predictions on its calibration slice); fit without regime.
-    """
+
+def _climate(climatology: tuple[np.ndarray, np.ndarray] | None, t: Any) -> float | None:
+    """Mean of the climatology labels realized strictly before time t (None: no climatology or no label)."""
+    if climatology is None:
+        return None
+    label_time, labels = climatology
+    known = (label_time < t) & np.isfinite(labels)
+    return float(np.mean(labels[known])) if known.any() else None
+
+
+def _fold_plans(fold_ids, base_probs, regime_post, y, families, seed, params, row_time, label_time, warmup,
+                climatology) -> list[dict[str, Any]]:
+    """Per fold (ascending): its test mask and the rows its meta-learner learns from (earlier folds' rows
+    realized before its first test row, or its warmup when those are not viable), with the base-rate
+    constants from the climatology: at the fold's first test row (`prior`) and at the first inner-validation
+    row (`val_prior`, only when those rows' times are known)."""
     fold_ids = np.asarray(fold_ids)
     P = np.asarray(base_probs, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -269,26 +374,138 @@ def walk_forward_stack(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post
         row_time, label_time = np.asarray(row_time), np.asarray(label_time)
         if len(row_time) != len(P) or len(label_time) != len(P):
             raise ValueError("row_time / label_time must be row-aligned")
-
-    p_up = np.full(len(P), np.nan)
-    conf = np.full(len(P), np.nan)
-    per_fold: dict = {}
+    if climatology is not None:
+        if row_time is None:
+            raise ValueError("climatology needs row_time and label_time (the base rate is known by time)")
+        climatology = (np.asarray(climatology[0]), np.asarray(climatology[1], dtype=float))
+    probe = StackingMetaLearner(params, families=families)
+    frac = float(probe.params["select_fraction"])
+    plans = []
     for f in np.unique(fold_ids):                        # ascending
         test = fold_ids == f
         train = fold_ids < f
         if row_time is not None:
             train &= label_time < row_time[test].min()
-        meta = StackingMetaLearner(params, families=families)
-        fold_seed = derive_seed(seed, "stacking", f)
-        key = f.item() if hasattr(f, "item") else f
-        meta.fit(P[train], None if R is None else R[train], y[train], seed=fold_seed)
-        if meta.fallback and warmup is not None and key in warmup:
-            wP, wy = warmup[key]
-            meta = StackingMetaLearner(params, families=families).fit(wP, None, wy, seed=fold_seed)
+        key = _plain(f)
+        start = key if row_time is None else _plain(row_time[test].min())
+        mP, mR, my = P[train], None if R is None else R[train], y[train]
+        mt = None if row_time is None else row_time[train]
+        ok = probe.usable(mP, mR, my)
+        if not probe._viable(my[ok]) and warmup is not None and key in warmup:
+            w = warmup[key]
+            mP, mR, my = np.asarray(w[0], dtype=float), None, np.asarray(w[1], dtype=float)
+            mt = np.asarray(w[2]) if len(w) > 2 else None
+            ok = probe.usable(mP, None, my)
+        n = int(ok.sum())
+        cut = _inner_cut(n, frac)
+        val_prior = _climate(climatology, mt[ok][cut]) if mt is not None and cut < n else None
+        plans.append({"key": key, "test": test, "start": start, "seed": derive_seed(seed, "stacking", f),
+                      "P": mP, "R": mR, "y": my, "prior": _climate(climatology, start), "val_prior": val_prior})
+    return plans
+
+
+def _record(plan: Mapping[str, Any], params, families) -> dict[str, Any]:
+    rec = StackingMetaLearner(params, families=families).selection_record(
+        plan["P"], plan["R"], plan["y"], seed=plan["seed"], val_prior=plan["val_prior"])
+    return {"test_start": plan["start"], "n": 0 if rec is None else rec["n"],
+            "loss": None if rec is None else rec["loss"]}
+
+
+def stack_selection(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post: np.ndarray | None,
+                    y: np.ndarray, families: Sequence[str], seed: int, *,
+                    params: Mapping[str, Any] | None = None, row_time: np.ndarray | None = None,
+                    label_time: np.ndarray | None = None,
+                    warmup: Mapping[Any, tuple[np.ndarray, ...]] | None = None,
+                    climatology: tuple[np.ndarray, np.ndarray] | None = None) -> dict[Any, dict[str, Any]]:
+    """Pass 1 of a pooled choice, for one coin: per fold, {"test_start" (first test row time, or the fold id
+    without row_time), "n" (inner-validation rows), "loss" ({candidate: summed log loss}, None when the
+    fold's meta training rows allow no inner selection)}. Same arguments as `walk_forward_stack`."""
+    plans = _fold_plans(fold_ids, base_probs, regime_post, y, families, seed, params, row_time, label_time,
+                        warmup, climatology)
+    return {p["key"]: _record(p, params, families) for p in plans}
+
+
+def _pool(records: list[Mapping[str, Any]], margin: float) -> dict[str, Any]:
+    if not records:
+        return {"choice": None, "n": 0, "coins": 0, "selection": {}}
+    names = sorted(set.intersection(*(set(r["loss"]) for r in records)))
+    n = sum(int(r["n"]) for r in records)
+    selection = {c: float(sum(r["loss"][c] for r in records) / n) for c in names}
+    return {"choice": choose_combiner(selection, margin), "n": n, "coins": len(records), "selection": selection}
+
+
+def pooled_choice(records: Mapping[Any, Mapping[Any, Mapping[str, Any]]], margin: float
+                  ) -> dict[Any, dict[Any, dict[str, Any]]]:
+    """One combiner per (coin, fold) from every coin's inner-validation losses (`stack_selection`).
+
+    For coin c's fold k: from each coin (c included) the record of its latest fold that has losses and
+    starts no later than c's fold k (so every label it holds was realized before c's fold k starts);
+    summed log losses / summed rows = pooled mean log loss per candidate (candidates common to all those
+    records); `choose_combiner` with `margin`. With aligned folds every coin gets the same choice per fold.
+    Returns {coin: {fold: {"choice" (None: no record to pool), "n", "coins", "selection"}}}; coins in sorted
+    order, so the sums do not depend on the order given."""
+    coins = sorted(records, key=str)
+    out: dict[Any, dict[Any, dict[str, Any]]] = {}
+    for coin in coins:
+        out[coin] = {}
+        for key, rec in sorted(records[coin].items(), key=lambda kv: kv[1]["test_start"]):
+            pool = []
+            for other in coins:
+                known = [r for r in records[other].values() if r["loss"] and r["test_start"] <= rec["test_start"]]
+                if known:
+                    pool.append(max(known, key=lambda r: r["test_start"]))
+            out[coin][key] = _pool(pool, margin)
+    return out
+
+
+def walk_forward_stack(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post: np.ndarray | None,
+                       y: np.ndarray, families: Sequence[str], seed: int, *,
+                       params: Mapping[str, Any] | None = None, row_time: np.ndarray | None = None,
+                       label_time: np.ndarray | None = None, models: list | None = None,
+                       warmup: Mapping[Any, tuple[np.ndarray, ...]] | None = None,
+                       climatology: tuple[np.ndarray, np.ndarray] | None = None,
+                       choices: Mapping[Any, str | None] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Stack OOF base predictions fold by fold (fold ids ascend in time), never using a fold's own labels.
+
+    Fold f's predictions come from a meta-learner fit on rows with fold_id < f only (y NaN = unrealized,
+    ignored). With `row_time` (decision time per row) and `label_time` (time its label is realized), an
+    earlier-fold row is also dropped unless label_time < the first row_time of fold f (realized strictly before): the embargo.
+    Returns (p_up, confidence, per_fold) where per_fold[f] = {"fallback", "choice" (served), "coin_choice"
+    (what this coin's own inner validation picks), "selection" (its inner-validation mean log losses),
+    "base_rate", "use_regime", "n_train", "weights", "family_weights"}; fold 0 (and any fold without enough
+    realized history or warmup) has fallback=True and p_up = the equal-weight average of the base probabilities.
+    `models`, when given a list, receives each fold's fitted meta-learner in fold order (the last one is
+    the deployable combiner: it made the last test fold's predictions).
+    `warmup[f] = (base_probs, y[, row_time])`: rows a fold may learn its combiner from when it has too little
+    realized earlier-fold history (fold 0: its models' predictions on its calibration slice); fit without regime.
+    `climatology = (label_time, y)` of the coin's labelled rows: the base_rate candidate is the mean of the
+    labels realized before the fold's first test row (without it: the mean label of the meta training rows).
+    `choices[f]`: the combiner of fold f from a pooled choice (`pooled_choice`); None or absent: this coin's own.
+    """
+    plans = _fold_plans(fold_ids, base_probs, regime_post, y, families, seed, params, row_time, label_time,
+                        warmup, climatology)
+    records = {p["key"]: _record(p, params, families) for p in plans}
+    margin = float(StackingMetaLearner(params, families=families).params["select_margin"])
+    own = pooled_choice({0: records}, margin)[0]
+    P = np.asarray(base_probs, dtype=float)
+    R = None if regime_post is None else np.asarray(regime_post, dtype=float)
+    p_up = np.full(len(P), np.nan)
+    conf = np.full(len(P), np.nan)
+    per_fold: dict = {}
+    for plan in plans:
+        key, test = plan["key"], plan["test"]
+        rec = records[key]
+        mine = {} if rec["loss"] is None else {c: v / rec["n"] for c, v in rec["loss"].items()}
+        coin_choice = own[key]["choice"]
+        chosen = (choices or {}).get(key) or coin_choice
+        meta = StackingMetaLearner(params, families=families).fit(
+            plan["P"], plan["R"], plan["y"], seed=plan["seed"], choice=chosen, prior=plan["prior"],
+            val_prior=plan["val_prior"], selection=mine)
         p_up[test], conf[test] = meta.predict(P[test], None if R is None else R[test])
         if models is not None:
             models.append(meta)
-        per_fold[key] = {"fallback": meta.fallback, "choice": meta.choice, "selection": meta.selection,
+        per_fold[key] = {"fallback": meta.fallback, "choice": meta.choice, "coin_choice": coin_choice,
+                         "selection": meta.selection, "base_rate": meta.base_rate,
                          "use_regime": meta.use_regime, "n_train": meta.n_train, "weights": meta.weights(),
                          "family_weights": meta.family_weights(None if R is None else R[test])}
     return p_up, conf, per_fold

@@ -27,15 +27,23 @@ def ensemble_table(metrics: dict[str, Any]) -> Table | None:
     check = metrics.get("ensemble_check")
     if not check or not check.get("per_coin"):
         return None
-    rows = [[c, v["ensemble"], v["best_member"], v["best_member_log_loss"], v["gap"],
-             " ".join(v.get("fold_combiners") or [])] for c, v in sorted(check["per_coin"].items())]
+    rows = [[c, v["ensemble"], v["best_member"], v["best_member_log_loss"], v["gap"], v.get("base_rate_log_loss"),
+             v.get("gap_vs_base_rate"), " ".join(v.get("fold_combiners") or [])]
+            for c, v in sorted(check["per_coin"].items())]
     p = check.get("pooled") or {}
-    rows.append(["(pooled)", p.get("ensemble"), p.get("best_member"), p.get("best_member_log_loss"), p.get("gap"), ""])
+    rows.append(["(pooled)", p.get("ensemble"), p.get("best_member"), p.get("best_member_log_loss"), p.get("gap"),
+                 p.get("base_rate_log_loss"), p.get("gap_vs_base_rate"), ""])
     worse = check.get("worse_beyond_tolerance") or []
-    return Table(f"Ensemble vs its best single member (h={check['horizon']}, tolerance {check['tolerance']})",
-                 ["coin", "ensemble log loss", "best member", "its log loss", "gap", "combiner per fold"], rows,
-                 note=("worse than the best member beyond the tolerance: " + ", ".join(worse)) if worse else
-                 "within the tolerance on every coin")
+    worse_base = check.get("worse_than_base_rate_beyond_tolerance") or []
+    notes = [("worse than the best member beyond the tolerance: " + ", ".join(worse)) if worse else
+             "within the tolerance of the best member on every coin"]
+    if "worse_than_base_rate_beyond_tolerance" in check:
+        notes.append(("worse than the base rate beyond the tolerance: " + ", ".join(worse_base)) if worse_base else
+                     "within the tolerance of the base rate on every coin")
+    return Table(f"Ensemble vs its best single member and the base rate (h={check['horizon']}, "
+                 f"tolerance {check['tolerance']})",
+                 ["coin", "ensemble log loss", "best member", "its log loss", "gap", "base-rate log loss",
+                  "gap vs base rate", "combiner per fold (pooled choice)"], rows, note="; ".join(notes))
 
 
 def risk_table(metrics: dict[str, Any]) -> Table | None:

@@ -5,7 +5,10 @@ Out-of-fold, concretely: for fold k the base models are fitted on the fold's tra
 its calibration slice) and predict ONLY fold k's test rows, which lie after an embargo of at least the
 longest horizon. Concatenating the test-row predictions of all folds gives one out-of-sample prediction per
 test row. The meta-learner for fold k is then fitted on the out-of-fold predictions of folds < k only
-(`walk_forward_stack`), so no prediction ever uses a label it is scored against.
+(`walk_forward_stack`), so no prediction ever uses a label it is scored against. Which combiner fold k
+serves (base rate, mean, one member or the stack) is chosen across coins: `stack_selection` gives this
+coin's inner-validation losses, `models.stacking.pooled_choice` pools them over the run's coins, and
+`finish_coin(..., pooled=...)` serves the pooled choice (the stack itself is fitted on this coin's rows).
 
 Pure function of its inputs (frame, config, tuned parameters, seeds): a Ray task runs it unchanged.
 """
@@ -24,7 +27,7 @@ from coinline.evaluation.risk import RiskModelError, loghar_fit
 from coinline.features.frame import CoinFrame, valid_rows
 from coinline.models.base import derive_seed
 from coinline.models.sequence import make_sequence_model
-from coinline.models.stacking import walk_forward_stack
+from coinline.models.stacking import stack_selection, walk_forward_stack
 from coinline.models.trees import make_tree_model
 from coinline.training.config import TrainConfig
 from coinline.training.folds import Fold, folds_for, folds_to_dict
@@ -55,8 +58,8 @@ class CoinResult:
     # {"base_rate", "momentum" ({"-1", "0", "1"} -> P(up)), "risk_scale" (mean |ret| / (vol sqrt h)), "rows",
     #  "risk_head" (LogHARModel.to_dict(), or None with "risk_head_error")}
     serving: dict[int, dict[str, Any]] = field(default_factory=dict)
-    # primary horizon, per fold: the fold models' P(up) on the fold's calibration slice and its labels (the
-    # stacking warm-up of a fold without realized earlier-fold history)
+    # primary horizon, per fold: the fold models' P(up) on the fold's calibration slice, its labels and row
+    # times (the stacking warm-up of a fold without realized earlier-fold history)
     calib_predictions: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -76,15 +79,20 @@ def _model(family: str, cfg: TrainConfig, tuned: dict[str, dict]):
 
 
 def train_coin(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict], regime_post: np.ndarray) -> CoinResult:
-    """The whole coin: specialists, then the stacked ensemble and the metric package.
+    """The whole coin alone: specialists, then the stacked ensemble (combiner chosen on this coin's inner
+    validation only) and the metric package. A training run pools the choice across coins instead
+    (`training.run.finish_coins`).
     `regime_post`: (rows, 4) out-of-sample regime posteriors aligned with frame rows (NaN where none)."""
     return finish_coin(frame, cfg, train_specialists(frame, cfg, tuned), regime_post)
 
 
-def finish_coin(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray) -> CoinResult:
+def finish_coin(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray,
+                pooled: dict[int, dict[str, Any]] | None = None) -> CoinResult:
     """Stack the specialists' out-of-fold predictions (gated by the regime posteriors) and compute the coin's
-    metric package. Needs the global regime model's posteriors, so it runs after both are trained."""
-    _stack(frame, cfg, result, regime_post)
+    metric package. Needs the global regime model's posteriors, so it runs after both are trained.
+    `pooled`: this coin's entry of `pooled_choice` ({fold: {"choice", "n", "coins", "selection"}}), the
+    combiner each fold serves; None: the coin's own choice."""
+    _stack(frame, cfg, result, regime_post, pooled)
     result.metrics, result.base_rate = coin_metrics(frame, cfg, result)
     return result
 
@@ -117,7 +125,8 @@ def train_specialists(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict]
                           seed=derive_seed(cfg.seed, frame.symbol, fam, fold.index, h))
                 preds[fam].append(model.predict_proba(frame.F, te))
                 if h == cfg.primary_horizon:
-                    slot = result.calib_predictions.setdefault(fold.index, {"y": targets["dir"][ca], "p": {}})
+                    slot = result.calib_predictions.setdefault(
+                        fold.index, {"y": targets["dir"][ca], "t": frame.times[ca], "p": {}})
                     slot["p"][fam] = model.predict_proba(frame.F, ca)
                 for name, values in model.predict_extra(frame.F, te).items():
                     extras[fam].setdefault(name, []).append(values)
@@ -168,26 +177,54 @@ def risk_head(frame: CoinFrame, h: int, rows: np.ndarray) -> dict[str, Any]:
         return {"risk_head": None, "risk_head_error": f"{frame.symbol}: {exc}"}
 
 
-def _stack(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray) -> None:
+def _stack_inputs(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray
+                  ) -> tuple[tuple, dict[str, Any]] | None:
+    """(positional, keyword) arguments of `walk_forward_stack` / `stack_selection` for this coin at the
+    primary horizon; None when the coin has no predictions there."""
     h = cfg.primary_horizon
     if h not in result.predictions:
-        return
+        return None
     fams = tuple(sorted(result.predictions[h]))
     rows = result.oos_rows[h]
     base = np.column_stack([result.predictions[h][f] for f in fams])
     post = np.nan_to_num(regime_post[rows], nan=0.25)
-    y = frame.targets[h]["dir"][rows].astype(int)
+    targets = frame.targets[h]["dir"]
+    y = targets[rows].astype(int)
     # a label is known once the bar h ahead has closed: the meta-learner of fold k may only learn from
     # earlier-fold rows whose labels were known before fold k's first row (embargo at fold boundaries)
     step = int(np.median(np.diff(frame.times))) if len(frame.times) > 1 else 0
+    delay = (h + 1) * step
     row_time = frame.times[rows]
+    warmup = {k: (np.column_stack([c["p"][f] for f in fams]), c["y"], *(() if "t" not in c else (c["t"],)))
+              for k, c in result.calib_predictions.items() if all(f in c["p"] for f in fams)}
+    labelled = valid_rows(frame, h)   # the base-rate candidate: every label realized before the fold
+    climatology = (frame.times[labelled] + delay, targets[labelled].astype(float))
+    args = (result.oos_fold[h], base, post, y, fams, derive_seed(cfg.seed, frame.symbol, "stack"))
+    kwargs = {"row_time": row_time, "label_time": row_time + delay, "warmup": warmup,
+              "climatology": climatology,
+              "params": {"C": cfg.stacking_c, "select_margin": cfg.ensemble_tolerance}}
+    return args, kwargs
+
+
+def stacking_record(frame: CoinFrame, cfg: TrainConfig, result: CoinResult,
+                    regime_post: np.ndarray) -> dict[int, dict[str, Any]]:
+    """Pass 1 of the pooled combiner choice: this coin's per-fold inner-validation losses of every
+    candidate (`models.stacking.stack_selection`); {} when the coin has no primary-horizon predictions."""
+    inputs = _stack_inputs(frame, cfg, result, regime_post)
+    return {} if inputs is None else stack_selection(*inputs[0], **inputs[1])
+
+
+def _stack(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray,
+           pooled: dict[int, dict[str, Any]] | None = None) -> None:
+    inputs = _stack_inputs(frame, cfg, result, regime_post)
+    if inputs is None:
+        return
     metas: list = []
-    warmup = {k: (np.column_stack([c["p"][f] for f in fams]), c["y"]) for k, c in result.calib_predictions.items()
-              if all(f in c["p"] for f in fams)}
-    p, conf, weights = walk_forward_stack(result.oos_fold[h], base, post, y, fams,
-                                          derive_seed(cfg.seed, frame.symbol, "stack"),
-                                          row_time=row_time, label_time=row_time + (h + 1) * step,
-                                          params={"C": cfg.stacking_c}, models=metas, warmup=warmup)
+    choices = None if pooled is None else {k: v["choice"] for k, v in pooled.items()}
+    p, conf, weights = walk_forward_stack(*inputs[0], **inputs[1], models=metas, choices=choices)
+    for k, v in (pooled or {}).items():
+        if k in weights:
+            weights[k]["pooled"] = {"n": v["n"], "coins": v["coins"], "selection": v["selection"]}
     result.ensemble = {"p": p, "confidence": conf}
     result.stacking_weights = weights
     result.final_meta = metas[-1].to_bytes() if metas else b""

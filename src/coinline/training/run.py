@@ -25,9 +25,16 @@ from coinline.evaluation.simulation import simulate
 from coinline.features.frame import CoinFrame, build_coin_frames
 from coinline.features.lookahead import lookahead_check
 from coinline.lake.store import Lake
+from coinline.models.stacking import pooled_choice
 from coinline.timeframes import interval_ms
 from coinline.training.artifacts import write_run
-from coinline.training.coin_task import CoinResult, coin_folds, train_coin
+from coinline.training.coin_task import (
+    CoinResult,
+    coin_folds,
+    finish_coin,
+    stacking_record,
+    train_specialists,
+)
 from coinline.training.config import TrainConfig
 from coinline.training.executor import map_tasks
 from coinline.training.regime_task import (
@@ -101,9 +108,23 @@ def _tune(frames: dict[str, CoinFrame], cfg: TrainConfig, workers: int | None) -
     return {"params": tuned, "log": logs}
 
 
-def _train_one(item: tuple[CoinFrame, np.ndarray], cfg: TrainConfig, tuned: dict) -> CoinResult:
-    frame, post = item
-    return train_coin(frame, cfg, tuned, post)
+def _finish_one(item: tuple[CoinFrame, CoinResult, np.ndarray, dict | None], cfg: TrainConfig) -> CoinResult:
+    frame, result, post, pooled = item
+    return finish_coin(frame, cfg, result, post, pooled)
+
+
+def finish_coins(frames: dict[str, CoinFrame], specialists: list[CoinResult], regime: RegimeResult,
+                 cfg: TrainConfig, workers: int | None) -> list[CoinResult]:
+    """The ensemble step of every coin: each coin's inner-validation losses per fold (cheap logistic fits,
+    here), one combiner per fold pooled over the coins (`models.stacking.pooled_choice`, margin
+    cfg.ensemble_tolerance), then per coin (Ray tasks) the stack fitted on its own rows, the pooled combiner
+    served, and the coin's metric package. Pooled because a per-coin choice on a few hundred inner-validation
+    rows picks whichever candidate got lucky."""
+    posts = {r.symbol: posteriors_for(frames[r.symbol].times, regime) for r in specialists}
+    records = {r.symbol: stacking_record(frames[r.symbol], cfg, r, posts[r.symbol]) for r in specialists}
+    pooled = pooled_choice(records, cfg.ensemble_tolerance)
+    items = [(frames[r.symbol], r, posts[r.symbol], pooled.get(r.symbol)) for r in specialists]
+    return map_tasks(_finish_one, items, shared=(cfg,), workers=workers)
 
 
 @dataclass
@@ -180,8 +201,9 @@ def train(lake: Lake, dataset_id: str, cfg: TrainConfig, *, symbols: list[str] |
                    feature_builder=feature_builder)
     regime = train_global(prep)
     tuning = tune(prep, workers)
-    items = [(prep.frames[s], posteriors_for(prep.frames[s].times, regime)) for s in sorted(prep.frames)]
-    results = map_tasks(_train_one, items, shared=(cfg, tuning["params"]), workers=workers)
+    frames = [prep.frames[s] for s in sorted(prep.frames)]
+    specialists = map_tasks(train_specialists, frames, shared=(cfg, tuning["params"]), workers=workers)
+    results = finish_coins(prep.frames, specialists, regime, cfg, workers)
     metrics = with_simulation(prep, results, evaluate(prep, results, regime, tuning))
     if not persist:  # audit replays compare without touching the stored evidence
         return TrainRun(prep.run_id, metrics, {})
@@ -282,12 +304,16 @@ def judge_horizons(skill: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
 
 
 def ensemble_check(frames, results, cfg) -> dict[str, Any]:
-    """Is the ensemble worse than its best single member out of sample (primary horizon, same rows)? Per coin
-    and pooled; `worse_beyond_tolerance` lists where it loses by more than cfg.ensemble_tolerance in log loss."""
+    """Is the ensemble worse out of sample (primary horizon, same rows) than its best single member, or than
+    the base rate (the climatology P(up) the skill tests use)? Per coin and pooled over coins.
+    `worse_beyond_tolerance` / `worse_than_base_rate_beyond_tolerance` list the coins where it loses by more
+    than cfg.ensemble_tolerance in log loss. Per coin, `fold_combiners` is the combiner each fold served (the
+    pooled choice) and `coin_fold_combiners` what the coin's own inner validation would have picked;
+    `fold_combiners` at the top counts, per fold, the coins serving each combiner."""
     from coinline.evaluation.metrics import classification_metrics
 
     h, tol = cfg.primary_horizon, cfg.ensemble_tolerance
-    per_coin, ys, ens, members = {}, [], [], {}
+    per_coin, ys, ens, bases, members, folds = {}, [], [], [], {}, {}
     for r in results:
         if "p" not in r.ensemble or h not in r.predictions:
             continue
@@ -295,11 +321,19 @@ def ensemble_check(frames, results, cfg) -> dict[str, Any]:
         ll = {f: classification_metrics(y, p)["log_loss"] for f, p in r.predictions[h].items()}
         best = min(ll, key=lambda f: (ll[f], f))
         e = classification_metrics(y, r.ensemble["p"])["log_loss"]
-        choices = [w.get("choice", "stack") for _, w in sorted(r.stacking_weights.items())]
+        b = classification_metrics(y, r.base_rate[h])["log_loss"]
+        ordered = sorted(r.stacking_weights.items())
+        choices = [w.get("choice", "stack") for _, w in ordered]
         per_coin[r.symbol] = {"ensemble": e, "best_member": best, "best_member_log_loss": ll[best],
-                              "gap": e - ll[best], "fold_combiners": choices}
+                              "gap": e - ll[best], "base_rate_log_loss": b, "gap_vs_base_rate": e - b,
+                              "fold_combiners": choices,
+                              "coin_fold_combiners": [w.get("coin_choice") for _, w in ordered]}
+        for k, c in zip((k for k, _ in ordered), choices, strict=True):
+            slot = folds.setdefault(str(k), {})
+            slot[c] = slot.get(c, 0) + 1
         ys.append(y)
         ens.append(r.ensemble["p"])
+        bases.append(r.base_rate[h])
         for f, p in r.predictions[h].items():
             members.setdefault(f, []).append(p)
     pooled = None
@@ -309,11 +343,16 @@ def ensemble_check(frames, results, cfg) -> dict[str, Any]:
               if len(v) == len(ys)}
         best = min(ll, key=lambda f: (ll[f], f))
         e = classification_metrics(y, np.concatenate(ens))["log_loss"]
-        pooled = {"ensemble": e, "best_member": best, "best_member_log_loss": ll[best], "gap": e - ll[best]}
+        b = classification_metrics(y, np.concatenate(bases))["log_loss"]
+        pooled = {"ensemble": e, "best_member": best, "best_member_log_loss": ll[best], "gap": e - ll[best],
+                  "base_rate_log_loss": b, "gap_vs_base_rate": e - b}
     worse = sorted(s for s, c in per_coin.items() if c["gap"] > tol)
+    worse_base = sorted(s for s, c in per_coin.items() if c["gap_vs_base_rate"] > tol)
     return {"horizon": h, "tolerance": tol, "pooled": pooled, "per_coin": per_coin,
-            "worse_beyond_tolerance": worse,
-            "pooled_within_tolerance": None if pooled is None else pooled["gap"] <= tol}
+            "fold_combiners": {k: dict(sorted(v.items())) for k, v in sorted(folds.items(), key=lambda kv: int(kv[0]))},
+            "worse_beyond_tolerance": worse, "worse_than_base_rate_beyond_tolerance": worse_base,
+            "pooled_within_tolerance": None if pooled is None else pooled["gap"] <= tol,
+            "pooled_within_tolerance_of_base_rate": None if pooled is None else pooled["gap_vs_base_rate"] <= tol}
 
 
 def _pooled(frames, results, cfg) -> dict:

@@ -20,14 +20,15 @@ from typing import Any, NamedTuple
 from coinline.errors import CoinlineError
 from coinline.features.frame import build_coin_frames
 from coinline.lake.store import Lake
-from coinline.training.coin_task import CoinResult, finish_coin, train_specialists
+from coinline.training.coin_task import CoinResult, train_specialists
 from coinline.training.config import TrainConfig
 from coinline.training.executor import map_tasks
-from coinline.training.regime_task import RegimeResult, posteriors_for
+from coinline.training.regime_task import RegimeResult
 from coinline.training.run import (
     Prepared,
     TrainRun,
     evaluate,
+    finish_coins,
     persist_run,
     prepare,
     train_global,
@@ -80,11 +81,6 @@ def _prepared(lake: Lake, run_id: str) -> tuple[Prepared, dict]:
     return state["prep"], state["tuning"]
 
 
-def _finish_one(item, cfg: TrainConfig) -> CoinResult:
-    frame, result, post = item
-    return finish_coin(frame, cfg, result, post)
-
-
 def train_specialists_step(lake: Lake, run_id: str, *, workers: int | None = None) -> list[str]:
     """Per-coin specialists (every family x fold x horizon), one Ray task per coin. Returns the coins."""
     prep, tuning = _prepared(lake, run_id)
@@ -103,13 +99,13 @@ def train_global_step(lake: Lake, run_id: str) -> dict[str, Any]:
 
 
 def ensemble_step(lake: Lake, run_id: str, *, workers: int | None = None) -> dict[str, Any]:
-    """Stack each coin's specialists under the regime posteriors (out-of-fold only) and compute each coin's
-    metric package. Returns the stacking weights per coin."""
+    """Stack each coin's specialists under the regime posteriors (out-of-fold only; combiner per fold pooled
+    over the coins, `training.run.finish_coins`) and compute each coin's metric package. Returns the
+    stacking weights per coin."""
     prep, _ = _prepared(lake, run_id)
     specialists: list[CoinResult] = _get(lake, run_id, "specialists")
     regime: RegimeResult = _get(lake, run_id, "regime")
-    items = [(prep.frames[r.symbol], r, posteriors_for(prep.frames[r.symbol].times, regime)) for r in specialists]
-    results = map_tasks(_finish_one, items, shared=(prep.cfg,), workers=workers)
+    results = finish_coins(prep.frames, specialists, regime, prep.cfg, workers)
     _put(lake, run_id, "ensemble", results)
     return {r.symbol: r.stacking_weights for r in results}
 
