@@ -254,6 +254,17 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    """Check the lake (logs, checkpoints, data files, leases) without opening it through the app (a damaged
+    table must not stop the doctor); --repair performs the safe repairs. Exit 1 while an error remains."""
+    from coinline.doctor import doctor, report_text
+
+    lake, now = _lake_now(args)
+    report = doctor(lake, now=now, repair=args.repair)
+    _print(report, args.json, report_text(report))
+    return 0 if report["healthy"] else 1
+
+
 def cmd_validate(args) -> int:
     from coinline.quality.lake_checks import validate_lake
 
@@ -705,6 +716,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(a, required=True)
     sp.add_argument("--source", default="coinapi")
     verb("status", cmd_status, "per-series coverage")
+    sp = verb("doctor", cmd_doctor, "check the lake's tables, logs, checkpoints and leases; --repair fixes the safe ones")
+    sp.add_argument("--repair", action="store_true",
+                    help="quarantine damaged log entries and checkpoints, re-commit their rows, clean stale leases")
     sp = verb("import", cmd_import, "import candle files (kraken-ohlcvt, freqtrade, csv)")
     sp.add_argument("--format", required=True, choices=["kraken-ohlcvt", "freqtrade", "csv"])
     for a in ("--symbol", "--quote", "--interval"):
@@ -784,7 +798,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except CoinlineError as exc:
         print(f"coinline: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)  # DamagedTableError: 1, a runtime failure
 
 
 if __name__ == "__main__":

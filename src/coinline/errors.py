@@ -63,3 +63,10 @@ class QualityGateError(CoinlineError):
 
 class ImportFormatError(CoinlineError):
     """A file given to `coinline import` cannot be read in the stated format (names file and line)."""
+
+
+class DamagedTableError(CoinlineError):
+    """A lake table's Delta log or data files are damaged (names the table and object); `coinline doctor`
+    explains the damage and `coinline doctor --repair` performs the safe repairs. A runtime failure: exit 1."""
+
+    exit_code = 1

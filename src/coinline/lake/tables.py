@@ -21,7 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
+from coinline.lake import integrity
 from coinline.lake.store import Lake
 from coinline.providers.base import CANDLE_SCHEMA, VALUE_COLUMNS, SeriesKey
 
@@ -78,14 +80,27 @@ def ensure_tables(lake: Lake) -> None:
 
 
 def open_table(lake: Lake, name: str, version: int | None = None) -> DeltaTable:
-    return DeltaTable(lake.uri(name), version=version, storage_options=lake.storage_options)
+    """The table at `version` (default: the newest). A damaged log raises DamagedTableError (one line naming
+    the object and `coinline doctor`) instead of delta-rs' error, or instead of silently reading an empty or
+    cut entry as a commit of nothing (one small extra read per open, see lake/integrity.py)."""
+    try:
+        dt = DeltaTable(lake.uri(name), version=version, storage_options=lake.storage_options)
+    except TableNotFoundError:
+        raise
+    except DeltaError as exc:
+        if not integrity.is_log_damage(exc):
+            raise
+        raise integrity.damage_error(lake, name, exc) from None
+    integrity.check_opened_entry(lake, name, dt.version())
+    return dt
 
 
 def append(lake: Lake, name: str, data: pa.Table, metadata: Mapping[str, Any]) -> int:
     """One atomic Delta commit carrying `metadata` (the batch manifest). Returns the new table version."""
     schema, partitions = TABLES[name]
     data = data.select(schema.names).cast(schema)
-    write_deltalake(lake.uri(name), data, mode="append", partition_by=partitions or None,
+    table = open_table(lake, name)  # never commit on top of a damaged log (delta-rs would build on it)
+    write_deltalake(table, data, mode="append", partition_by=partitions or None,
                     storage_options=lake.storage_options,
                     commit_properties=CommitProperties(custom_metadata={META_KEY: json.dumps(dict(metadata), sort_keys=True, default=str)}))
     return open_table(lake, name).version()
@@ -145,7 +160,12 @@ def read(lake: Lake, name: str, *, series: SeriesKey | None = None, where: Mappi
     for i, path in enumerate(paths):
         full = lake.path(f"{name}/{unquote(path)}")
         read_cols = list(dict.fromkeys(file_columns + ([] if row_filter is None else _filter_cols(filters, partitions, time_column, start, end))))
-        t = pq.read_table(full, columns=read_cols, filters=row_filter, filesystem=lake.fs)
+        try:
+            t = pq.read_table(full, columns=read_cols, filters=row_filter, filesystem=lake.fs)
+        except OSError as exc:  # a referenced file that is gone: S3 says so in an OSError's text
+            if not isinstance(exc, FileNotFoundError) and not any(s in str(exc) for s in ("does not exist", "NoSuchKey")):
+                raise
+            raise integrity.damaged(name, f"data file {name}/{unquote(path)} is missing", repairable=False) from None
         for col in partitions:
             if col in wanted:
                 t = t.append_column(col, pa.array([chosen[f"partition.{col}"][i].as_py()] * t.num_rows, pa.string()))
