@@ -57,6 +57,7 @@ def ingest_params(s: Settings) -> dict[str, Any]:
     return {"object_store_url": s.object_store_url, "symbols": ",".join(s.symbols), "quotes": ",".join(s.quotes),
             "intervals": list(s.intervals), "universe_version": s.training_universe_version, "venue": s.venue,
             "replay_history_days": s.replay_history_days, "replay_seed": s.replay_seed,
+            "replay_profile": s.replay_profile,
             "reconcile_lookback": s.reconcile_lookback, "gap_tolerance": s.gap_tolerance}
 
 

@@ -87,7 +87,8 @@ def exit_handler(pipeline: str, *, object_store_url, now, k8s: dict, name: str) 
 
 
 def ingest(*, mode: str, k8s: dict, object_store_url, symbols, quotes, intervals, universe_version, venue, group_size,
-           replay_history_days, replay_seed, reconcile_lookback, gap_tolerance, now) -> dsl.PipelineTask:
+           replay_history_days, replay_seed, replay_profile, reconcile_lookback, gap_tolerance,
+           now) -> dsl.PipelineTask:
     """Plan; then per coin group the historical provider (`mode` backfill or sync) and its gap retry, with
     Kraken's venue sync beside them; then the quality gate and venue parity over the whole lake. Returns
     the quality gate's task."""
@@ -95,7 +96,8 @@ def ingest(*, mode: str, k8s: dict, object_store_url, symbols, quotes, intervals
                        universe_version=universe_version, group_size=group_size)
     lake_task(planned, "plan", k8s)
     series = dict(object_store_url=object_store_url, universe_version=universe_version, venue=venue,
-                  replay_history_days=replay_history_days, replay_seed=replay_seed, now=now)
+                  replay_history_days=replay_history_days, replay_seed=replay_seed, replay_profile=replay_profile,
+                  now=now)
     with dsl.ParallelFor(planned.output, parallelism=GROUP_PARALLELISM) as group:
         step = backfill_history if mode == "backfill" else sync_candles
         hist = step(symbols=group, intervals=intervals, quotes=quotes, reconcile_lookback=reconcile_lookback,

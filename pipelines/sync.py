@@ -21,6 +21,7 @@ def sync_pipeline(
     group_size: int = steps.GROUP_SIZE,
     replay_history_days: int = steps.DEFAULTS.replay_history_days,
     replay_seed: int = steps.DEFAULTS.replay_seed,
+    replay_profile: str = steps.DEFAULTS.replay_profile,
     reconcile_lookback: int = steps.DEFAULTS.reconcile_lookback,
     gap_tolerance: int = steps.DEFAULTS.gap_tolerance,
     forecast_quote: str = "USD",
@@ -35,7 +36,7 @@ def sync_pipeline(
         validated = steps.ingest(
             k8s=k8s, mode="sync", object_store_url=object_store_url, symbols=symbols, quotes=quotes,
             intervals=intervals, universe_version=universe_version, venue=venue, group_size=group_size,
-            replay_history_days=replay_history_days, replay_seed=replay_seed,
+            replay_history_days=replay_history_days, replay_seed=replay_seed, replay_profile=replay_profile,
             reconcile_lookback=reconcile_lookback, gap_tolerance=gap_tolerance, now=now)
         steps.forecast(validated, k8s=k8s, object_store_url=object_store_url, symbols=symbols,
                        universe_version=universe_version, quote=forecast_quote, interval=forecast_interval,

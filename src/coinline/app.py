@@ -110,10 +110,11 @@ def build_app(settings: Settings, *, now: datetime | None = None) -> App:
         from coinline.replay import ReplayServer, SimulatedMarket
 
         market = SimulatedMarket(universe, seed=settings.replay_seed, now=now,
-                                 history_days=settings.replay_history_days)
+                                 history_days=settings.replay_history_days, market_profile=settings.replay_profile)
         replay = ReplayServer(market, required_coinapi_key=settings.hist_api_key.reveal() or None,
                               coinapi_exchange=settings.hist_exchange)
         base = replay.start()
         hist, kraken, gecko = base, f"{base}/0", f"{base}/api/v3"
-        log.info("offline: using the embedded replay venue at %s (set HIST_MARKET_DATA_API_KEY for live providers)", base)
+        log.info("offline: using the embedded replay venue at %s, %s market (set HIST_MARKET_DATA_API_KEY for live "
+                 "providers)", base, settings.replay_profile)
     return App(settings, lake, universe, now, hist, kraken, gecko, replay)

@@ -86,6 +86,8 @@ def cmd_run(args) -> int:
         _print_training(report["training"])
     if "promotion" in report:
         _print_promotion(report["promotion"])
+    if "training" in report:
+        print(f"\n{report['training']['verdict']}")  # the run's answer, last: see coinline.training.verdict
     return 0
 
 
@@ -574,7 +576,8 @@ def cmd_replay(args) -> int:
     settings = load_settings()
     setup_logging(settings.secrets(), verbose=args.verbose)
     market = SimulatedMarket(load_universe(settings.training_universe_version, Path(settings.universe_dir)),
-                             seed=settings.replay_seed, now=datetime.now(UTC), history_days=settings.replay_history_days)
+                             seed=settings.replay_seed, now=datetime.now(UTC), history_days=settings.replay_history_days,
+                             market_profile=settings.replay_profile)
     server = ReplayServer(market, port=args.port, coinapi_exchange=settings.hist_exchange)
     print(f"replay venue at {server.start()} (CoinAPI /v1, Kraken /0/public, CoinGecko /api/v3); Ctrl-C stops")
     try:

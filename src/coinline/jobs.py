@@ -56,6 +56,7 @@ def run_main_job(app: App, *, progress: bool = True, train_models: bool = True) 
     """`make run`: the data job, then training and evaluation of the full topology on its dataset."""
     from coinline.training.config import load_train_config
     from coinline.training.run import train
+    from coinline.training.verdict import run_verdict
 
     report = run_data_job(app, progress=progress)
     if train_models:
@@ -65,7 +66,7 @@ def run_main_job(app: App, *, progress: bool = True, train_models: bool = True) 
         run = train(app.lake, primary["dataset_id"], cfg, workers=s.train_workers or None)
         report["training"] = {"run_id": run.run_id, "manifest": f"runs/{run.run_id}/manifest.json",
                               "skill": run.metrics["skill"], "simulation": run.metrics["simulation"],
-                              "regime": run.metrics["regime"]}
+                              "regime": run.metrics["regime"], "verdict": run_verdict(run.metrics).line}
         report["promotion"] = _promote_and_report(app, run.run_id)
         app.lake.write_json(f"reports/run-{app.now:%Y%m%dT%H%M%SZ}.json", report)
     return report

@@ -21,6 +21,9 @@ from coinline.timeframes import known_intervals
 HIST_PROVIDERS = ("COINAPI",)
 UNIVERSE_PROVIDERS = ("COINGECKO",)
 VENUES = ("auto", "replay", "live")
+# The replay venue's market (coinline.replay.paths.DYNAMICS): a martingale (nothing to find), or the positive
+# control, which plants a known lag-1 autocorrelation of hourly returns (+0.05) for runs that look for it.
+REPLAY_PROFILES = ("martingale", "positive-control")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Settings:
     quotes: tuple[str, ...] = ("USD", "USDC", "CAD")
     replay_history_days: int = 800           # depth of the offline venue's simulated market
     replay_seed: int = 7
+    replay_profile: str = "martingale"       # the replay market: martingale (no signal) | positive-control
     reconcile_lookback: int = 24             # closed candles sync re-reads to catch late revisions
     gap_tolerance: int = 0                   # unexplained missing candles a series may have
     parity_tolerance_bps: float = 50.0       # close-price divergence beyond which parity is flagged
@@ -96,6 +100,7 @@ _ENV = {
     "COINLINE_QUOTES": "quotes",
     "COINLINE_REPLAY_HISTORY_DAYS": "replay_history_days",
     "COINLINE_REPLAY_SEED": "replay_seed",
+    "COINLINE_REPLAY_PROFILE": "replay_profile",
     "COINLINE_RECONCILE_LOOKBACK": "reconcile_lookback",
     "COINLINE_GAP_TOLERANCE": "gap_tolerance",
     "COINLINE_PARITY_TOLERANCE_BPS": "parity_tolerance_bps",
@@ -164,6 +169,8 @@ def validate(s: Settings) -> None:
                           f"(known: {', '.join(UNIVERSE_PROVIDERS)})")
     if s.venue not in VENUES:
         raise ConfigError(f"COINLINE_VENUE={s.venue!r} is not one of {', '.join(VENUES)}")
+    if s.replay_profile not in REPLAY_PROFILES:
+        raise ConfigError(f"COINLINE_REPLAY_PROFILE={s.replay_profile!r} is not one of {', '.join(REPLAY_PROFILES)}")
     if s.venue == "live" and not s.hist_api_key:
         raise ConfigError(f"HIST_MARKET_DATA_API_KEY is required when HIST_MARKET_DATA_PROVIDER="
                           f"{s.hist_provider} and COINLINE_VENUE=live")

@@ -19,6 +19,7 @@ def backfill_history(
     venue: str = "auto",
     replay_history_days: int = 800,
     replay_seed: int = 7,
+    replay_profile: str = "martingale",
     reconcile_lookback: int = 24,
     now: str = "",
 ) -> int:
@@ -37,7 +38,8 @@ def backfill_history(
         "OBJECT_STORE_URL": object_store_url, "COINLINE_SYMBOLS": symbols, "COINLINE_QUOTES": quotes,
         "COINLINE_INTERVALS": ",".join(intervals), "TRAINING_UNIVERSE_VERSION": universe_version,
         "COINLINE_VENUE": venue, "COINLINE_REPLAY_HISTORY_DAYS": replay_history_days,
-        "COINLINE_REPLAY_SEED": replay_seed, "COINLINE_RECONCILE_LOOKBACK": reconcile_lookback})
+        "COINLINE_REPLAY_SEED": replay_seed, "COINLINE_REPLAY_PROFILE": replay_profile,
+        "COINLINE_RECONCILE_LOOKBACK": reconcile_lookback})
     with build_app(settings, now=parse_iso_utc(now) if now else datetime.now(UTC)) as app:
         results = backfill(app.hist_source(), app.lake, app.pairs(), now=app.now, progress=False,
                            lookback=settings.reconcile_lookback)

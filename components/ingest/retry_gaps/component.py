@@ -17,6 +17,7 @@ def retry_gaps(
     venue: str = "auto",
     replay_history_days: int = 800,
     replay_seed: int = 7,
+    replay_profile: str = "martingale",
     now: str = "",
 ) -> int:
     """Returns the number of candles still missing (recorded as known gaps); `gaps` lists every gap with
@@ -33,7 +34,8 @@ def retry_gaps(
     settings = step_settings({
         "OBJECT_STORE_URL": object_store_url, "COINLINE_SYMBOLS": symbols,
         "TRAINING_UNIVERSE_VERSION": universe_version, "COINLINE_VENUE": venue,
-        "COINLINE_REPLAY_HISTORY_DAYS": replay_history_days, "COINLINE_REPLAY_SEED": replay_seed})
+        "COINLINE_REPLAY_HISTORY_DAYS": replay_history_days, "COINLINE_REPLAY_SEED": replay_seed,
+        "COINLINE_REPLAY_PROFILE": replay_profile})
     coins = {s.upper() for s in settings.symbols}
     found = []
     with build_app(settings, now=parse_iso_utc(now) if now else datetime.now(UTC)) as app:

@@ -20,6 +20,7 @@ def sync_candles(
     venue: str = "auto",
     replay_history_days: int = 800,
     replay_seed: int = 7,
+    replay_profile: str = "martingale",
     reconcile_lookback: int = 24,
     now: str = "",
 ) -> int:
@@ -39,7 +40,8 @@ def sync_candles(
         "OBJECT_STORE_URL": object_store_url, "COINLINE_SYMBOLS": symbols, "COINLINE_QUOTES": quotes,
         "COINLINE_INTERVALS": ",".join(intervals), "TRAINING_UNIVERSE_VERSION": universe_version,
         "COINLINE_VENUE": venue, "COINLINE_REPLAY_HISTORY_DAYS": replay_history_days,
-        "COINLINE_REPLAY_SEED": replay_seed, "COINLINE_RECONCILE_LOOKBACK": reconcile_lookback})
+        "COINLINE_REPLAY_SEED": replay_seed, "COINLINE_REPLAY_PROFILE": replay_profile,
+        "COINLINE_RECONCILE_LOOKBACK": reconcile_lookback})
     with build_app(settings, now=parse_iso_utc(now) if now else datetime.now(UTC)) as app:
         results = sync(app.source(source), app.lake, app.pairs(), now=app.now, progress=False,
                        lookback=settings.reconcile_lookback)

@@ -21,6 +21,7 @@ def refresh_universe(
     venue: str = "auto",
     replay_history_days: int = 800,
     replay_seed: int = 7,
+    replay_profile: str = "martingale",
     now: str = "",
 ) -> str:
     """Returns the proposed version's name. `universe_version` is the active universe the proposal is
@@ -39,7 +40,7 @@ def refresh_universe(
     settings = step_settings({
         "OBJECT_STORE_URL": object_store_url, "TRAINING_UNIVERSE_VERSION": universe_version,
         "COINLINE_VENUE": venue, "COINLINE_REPLAY_HISTORY_DAYS": replay_history_days,
-        "COINLINE_REPLAY_SEED": replay_seed})
+        "COINLINE_REPLAY_SEED": replay_seed, "COINLINE_REPLAY_PROFILE": replay_profile})
     udir = Path(settings.universe_dir)
     with build_app(settings, now=parse_iso_utc(now) if now else datetime.now(UTC)) as app:
         rows = fetch_markets(app.coingecko_gateway())

@@ -43,6 +43,7 @@ from coinline.report.parts import capped as _capped
 from coinline.report.parts import get as _get
 from coinline.report.parts import plot as _plot
 from coinline.report.parts import sig as _sig
+from coinline.training.verdict import run_verdict
 
 MAX_HEATMAP_BUCKETS = 120
 MAX_RAW_RESULTS = 1000  # raw-suite results read per report (one small object each)
@@ -121,7 +122,7 @@ def metrics_sections(metrics: dict, *, active: dict | None = None, active_id: st
 
 def _summary(run_id, metrics, manifest, mine, active_id) -> Section:
     sim = metrics.get("simulation") or {}
-    skill = metrics.get("skill") or {}
+    verdict = run_verdict(metrics)
     look = metrics.get("lookahead") or {}
     latest = mine[-1] if mine else None
     facts = [
@@ -135,9 +136,7 @@ def _summary(run_id, metrics, manifest, mine, active_id) -> Section:
         ("coins", ", ".join(metrics.get("symbols") or [])),
         ("primary horizon (bars)", metrics.get("primary_horizon")),
         ("look-ahead check", _pass(look.get("passed"))),
-        ("skill (Holm-corrected, pooled)",
-         Badge("significant skill found", "ok") if skill.get("any_significant")
-         else Badge(f"no significant skill in {skill.get('tests', 0)} tests", "warn")),
+        ("skill (Holm-corrected, pooled)", Badge(verdict.badge, "ok" if verdict.found else "warn")),
         ("simulation total return", sim.get("total_return")),
         ("simulation within limits", _pass(sim.get("within_limits"))),
         ("promotion decision", _decision_badge(latest["decision"]) if latest else Badge("none yet")),
