@@ -3,14 +3,12 @@ replay venue's positive-control market the pipeline finds the planted signal ("d
 martingale with the same seed it finds none ("no directional skill"). The line, the stored metrics and the
 report's badge agree.
 
-Strength of the planted signal. The named profile plants a lag-1 autocorrelation of +0.05 in hourly returns;
-the shipped models cannot find that in any cheap run (measured with 3 coins, random forest / LightGBM /
-XGBoost at their default parameters: 800 days of history and 48,000 pooled out-of-sample rows still lose to the
-base rate by about 0.001 nats per row, the trees fit more noise than such a weak signal pays; at +0.10 the same
-holds on 400 days, at +0.15 only the random forest is significant). So this test plants +0.25 under the same
-profile name (`paths.DYNAMICS`, everything else of the market unchanged): strong enough that 3 coins x 250 days
-give the joint test's smallest p-value on every seed tried (7..10), small enough that a pipeline that drops or
-mangles the signal fails.
+Strength of the planted signal: the named profile plants a lag-1 autocorrelation of +0.25 in hourly returns
+(`replay.paths.POSITIVE_CONTROL`). A weaker one is not found by the shipped models in any cheap run (measured
+with 3 coins, random forest / LightGBM / XGBoost at their default parameters: at +0.05, 800 days of history and
+48,000 pooled out-of-sample rows still lose to the base rate by about 0.001 nats per row, the trees fit more
+noise than such a weak signal pays; at +0.10 the same holds on 400 days, at +0.15 only the random forest is
+significant). +0.25 gives the joint test's smallest p-value on 3 coins x 250 days on every seed tried (7..10).
 """
 
 from __future__ import annotations
@@ -21,10 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from coinline.replay import paths
 from coinline.training.verdict import run_verdict
 
-PLANTED_LAG1 = 0.25
 SHORT_RUN = {"horizons": [1], "primary_horizon": 1, "families": ["random_forest"],
              "folds": {"n_folds": 2, "test_bars": 2000, "min_train_bars": 1800},
              "tune": {"trials": 0}, "max_history_bars": None}
@@ -35,7 +31,6 @@ def _run(cli, monkeypatch, tmp_path, profile: str):
     random-forest training at h=1; returns its output lines and the run's metrics from the lake."""
     config = tmp_path / "train.json"
     config.write_text(json.dumps(SHORT_RUN))
-    monkeypatch.setitem(paths.DYNAMICS, "positive-control", paths.Dynamics("positive-control", lag1=PLANTED_LAG1))
     for var, value in {"COINLINE_REPLAY_PROFILE": profile, "COINLINE_REPLAY_SEED": "7",
                        "COINLINE_SYMBOLS": "BTC,ETH,SOL", "COINLINE_QUOTES": "USD",
                        "COINLINE_REPLAY_HISTORY_DAYS": "250", "COINLINE_TRAIN_CONFIG": str(config),

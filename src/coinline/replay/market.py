@@ -8,7 +8,7 @@ aggregate the finer ones exactly. Non-USD series carry a few fixed no-trade gaps
 applies late corrections (candles only; trades replay the original 1m candles).
 
 `market_profile="positive-control"` (never the default) plants a known signal instead - hourly log
-returns with lag-1 autocorrelation +0.05 - so that a test can show the pipeline finds what is there.
+returns with lag-1 autocorrelation +0.25 - so that a test can show the pipeline finds what is there.
 """
 
 from __future__ import annotations

@@ -32,7 +32,9 @@ market factor's by (seed, stream, block) alone - so any value depends only on th
 the window asked for.
 
 `POSITIVE_CONTROL` (an explicitly named profile, never the default) plants a known signal: hourly
-returns r = (e + theta * e_prev) / sqrt(1 + theta**2), an MA(1) with lag-1 autocorrelation +0.05.
+returns r = (e + theta * e_prev) / sqrt(1 + theta**2), an MA(1) with lag-1 autocorrelation +0.25. Strong on purpose: a control the shipped models cannot find
+proves nothing, and at +0.05 they do not (measured: 3 coins x 800 days, 48,000 out-of-sample rows, every
+tree family loses ~0.0013 nats/row to the base rate by fitting noise, while an oracle gains only ~0.0012).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class Dynamics:
 
 
 MARTINGALE = Dynamics("martingale")
-POSITIVE_CONTROL = Dynamics("positive-control", lag1=0.05)
+POSITIVE_CONTROL = Dynamics("positive-control", lag1=0.25)
 DYNAMICS = {d.name: d for d in (MARTINGALE, POSITIVE_CONTROL)}
 
 
