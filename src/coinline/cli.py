@@ -131,7 +131,7 @@ def _series_outcomes(outcomes, as_json: bool) -> int:
     _print(rows, as_json, _table(rows, ["series", "status", "pages", "inserted", "revised", "duplicates", "message"]))
     if any(o.status == "lease-held" for o in outcomes):
         return 3
-    return 1 if any(o.status == "error" for o in outcomes) else 0
+    return 1 if any(o.status in ("error", "incomplete") for o in outcomes) else 0   # incomplete: gap recorded
 
 
 def cmd_backfill(args) -> int:
@@ -163,12 +163,11 @@ def cmd_sync(args) -> int:
 
 def cmd_gaps(args) -> int:
     from coinline.ingest import gaps
-    from coinline.lake import tables
 
     with _app(args) as app:
         providers = {}  # source name -> adapter, built on first use
         found = []
-        for key, *_ in tables.series_in(app.lake):
+        for key in gaps.series_to_check(app.lake):  # stored, or holding a recorded unexplained gap
             if args.symbols and key.symbol not in [s.upper() for s in args.symbols]:
                 continue
             if not args.retry:

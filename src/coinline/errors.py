@@ -1,6 +1,7 @@
 """Typed errors. Each names what failed (provider, series, request, field, file) in one line.
 
-Transient and rate-limited errors may be retried; bad-data and configuration errors may not.
+Transient and rate-limited errors, and damaged answers (`DamagedAnswerError`), may be retried; other
+bad-data and configuration errors may not.
 """
 
 from __future__ import annotations
@@ -43,6 +44,23 @@ class RateLimitedError(TransientError):
 
 class BadDataError(ProviderError):
     """The provider answered, but the body is malformed, mistyped or violates candle rules."""
+
+
+class DamagedAnswerError(BadDataError):
+    """The answer is damaged in a way a fresh request may repair: malformed or empty JSON, rows repeated
+    or out of order, a page that contradicts what the provider itself says exists. Retried by the
+    gateway's `RetryPolicy` like a transient fault; after the last attempt it is bad data."""
+
+
+class IncompletePageError(DamagedAnswerError):
+    """A page is empty or stops short while the provider says candles exist there (its listing, its own
+    cursor). `missing_from`/`missing_until` bound the candles the provider vouches for but did not send,
+    when it says (open times, [from, until))."""
+
+    def __init__(self, message: str, *, missing_from=None, missing_until=None, **kw):
+        super().__init__(message, **kw)
+        self.missing_from = missing_from
+        self.missing_until = missing_until
 
 
 class NoDataError(ProviderError):

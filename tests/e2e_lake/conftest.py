@@ -1,15 +1,23 @@
 """End-to-end lake fixtures: a small simulated market served by a real ReplayServer over HTTP, a
 CoinAPISource on a Gateway that records its backoff sleeps instead of sleeping, and fresh file:// lakes.
 
+Nothing here races the clock: the clients have no timeout (the in-process venue always answers; the
+pytest timeout guards a hang), so however slow a loaded machine is, no request times out and no retry
+happens that a test did not plant. The one deliberate timeout is a short client timeout on
+exactly the faulted requests, which the venue never answers (`FaultPlan.timeouts` without a delay;
+`HeldAttempts`).
+
 The market has a fixed clock (NOW) so every run, in-process or in a subprocess with `--now`, sees the
 same candles. USD series have no no-trade gaps, so a full USD backfill is gap-free on the 1h grid.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pyarrow as pa
 import pytest
 
@@ -20,6 +28,7 @@ from coinline.lake.store import Lake
 from coinline.providers.coinapi import CoinAPISource, coinapi_client
 from coinline.providers.http import Gateway, RetryPolicy
 from coinline.replay import FaultPlan, ReplayServer, SimulatedMarket
+from coinline.replay.faults import Fault
 from coinline.secrets import Secret
 from coinline.universe import Universe, load_universe
 
@@ -29,8 +38,7 @@ SEED = 7
 HISTORY_DAYS = 60
 PAIRS = [("BTC", "USD", "1h"), ("ETH", "USD", "1h"), ("TRX", "USD", "1h")]
 PAGE_LIMIT = 500                                 # 1440 candles per series -> 3 pages
-CLIENT_TIMEOUT_S = 1.0                           # short: the timeout fault costs ~1 s per attempt
-DEFAULT_TIMEOUT_S = 10.0                         # elsewhere a slow (loaded) machine must not cause retries
+FAULT_TIMEOUT_S = 0.2                            # the client's timeout on a request the venue never answers
 HISTORY_START = NOW - timedelta(days=HISTORY_DAYS)
 
 
@@ -73,9 +81,30 @@ def lake_candles(lake: Lake) -> pa.Table:
     return canonical_candles(lake, stored_keys(lake))
 
 
+class HeldAttempts(httpx.HTTPTransport):
+    """The client side of a `timeouts` fault (which the venue never answers): each request the fault
+    will hold gets a short timeout (FAULT_TIMEOUT_S), every other request none. A matching request is
+    sent only once the venue has taken the fault of every held one before it, so the venue sees them in
+    the order they were sent and exactly the first `n` are held, however the machine schedules threads."""
+
+    def __init__(self, fault: Fault):
+        super().__init__()
+        self.fault, self.held = fault, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.fault.path is None or self.fault.path in request.url.raw_path.decode("ascii"):
+            while self.fault.fired < self.held:   # a condition, not a deadline: the venue takes it
+                time.sleep(0.005)
+            if self.fault.remaining > 0:
+                self.held += 1
+                request.extensions["timeout"] = httpx.Timeout(FAULT_TIMEOUT_S).as_dict()
+        return super().handle_request(request)
+
+
 def build_source(server: ReplayServer, universe: Universe, sleep: Callable[[float], None], *,
-                 page_limit: int = PAGE_LIMIT, timeout: float = DEFAULT_TIMEOUT_S) -> CoinAPISource:
-    gateway = Gateway("coinapi", coinapi_client(server.coinapi_url, Secret(""), timeout=timeout),
+                 page_limit: int = PAGE_LIMIT, transport: httpx.BaseTransport | None = None) -> CoinAPISource:
+    """A CoinAPISource on the venue whose requests never time out (unless `transport` says otherwise)."""
+    gateway = Gateway("coinapi", coinapi_client(server.coinapi_url, Secret(""), timeout=None, transport=transport),
                       policy=RetryPolicy(), sleep=sleep)
     return CoinAPISource(gateway, universe, exchange_id="KRAKEN", page_limit=page_limit)
 
@@ -112,8 +141,8 @@ def make_source(venue, universe, sleeps) -> Iterator[Callable[..., CoinAPISource
     """CoinAPISource factory on the test's venue; every gateway records into the same `sleeps`."""
     made: list[CoinAPISource] = []
 
-    def make(page_limit: int = PAGE_LIMIT, timeout: float = DEFAULT_TIMEOUT_S) -> CoinAPISource:
-        made.append(build_source(venue, universe, sleeps, page_limit=page_limit, timeout=timeout))
+    def make(page_limit: int = PAGE_LIMIT, transport: httpx.BaseTransport | None = None) -> CoinAPISource:
+        made.append(build_source(venue, universe, sleeps, page_limit=page_limit, transport=transport))
         return made[-1]
 
     yield make

@@ -1,6 +1,8 @@
 """A backfill through the replay venue's faults ends with exactly the candles of a clean backfill:
-transient faults are retried (waiting what the provider asked), bad answers fail only their series with
-an error naming provider, series and request, and a rerun completes what a failure left undone."""
+transient faults and damaged pages are retried under the one policy (waiting what the provider asked),
+a page still empty or short after every retry is an unexplained gap (never `ok`) that a later fetch
+closes, bad answers fail only their series with an error naming provider, series and request, and a
+rerun completes what a failure left undone. No test races the clock (see conftest)."""
 
 from __future__ import annotations
 
@@ -11,28 +13,38 @@ import pyarrow as pa
 import pytest
 
 from coinline.datasets.canonical import committed_corrections, series_candles
+from coinline.datasets.materialize import DatasetSpec, refuse_unexplained_gaps
+from coinline.datasets.status import coverage
+from coinline.errors import QualityGateError
+from coinline.ingest import completeness, gaps
 from coinline.ingest.backfill import backfill
 from coinline.ingest.sync import sync
 from coinline.lake import tables
 from coinline.providers.base import SeriesKey
-from coinline.providers.http import RetryPolicy, backoff_delay
+from coinline.providers.http import Gateway, RetryPolicy, backoff_delay
+from coinline.providers.kraken import KrakenOHLCSource, kraken_client
 
 from .conftest import (
-    CLIENT_TIMEOUT_S,
     HISTORY_DAYS,
     NOW,
     PAGE_LIMIT,
     PAIRS,
+    UNIVERSE,
+    HeldAttempts,
     build_market,
     history_requests,
     history_target,
     lake_candles,
+    new_lake,
     page_start,
+    stored_keys,
 )
 
 BTC = SeriesKey("coinapi", "KRAKEN", "BTC", "USD", "1h")
 SECOND_PAGE = page_start(1)
 EXPONENTIAL = [backoff_delay(i, RetryPolicy()) for i in (1, 2)]   # what the gateway waits without a hint
+ALL_ATTEMPTS = RetryPolicy().max_attempts
+EVERY_WAIT = [backoff_delay(i, RetryPolicy()) for i in range(1, ALL_ATTEMPTS)]
 
 
 def _series(table: pa.Table, symbol: str) -> pa.Table:
@@ -60,9 +72,12 @@ TRANSIENT = {
     # id: (arm the fault on BTC's second page, the waits the gateway must record)
     "429-burst-with-retry-after": (lambda f, where: f.rate_limit_burst(3, retry_after=7, path=where), [7.0] * 3),
     "5xx": (lambda f, where: f.server_errors(2, status=503, path=where), EXPONENTIAL),
-    "timeouts": (lambda f, where: f.timeouts(2, delay_s=1.5, path=where), EXPONENTIAL),
+    "timeouts": (lambda f, where: f.timeouts(2, path=where), EXPONENTIAL),   # never answered: see HeldAttempts
     "truncated-bodies": (lambda f, where: f.truncated_bodies(2, path=where), EXPONENTIAL),
     "html-502-page": (lambda f, where: f.html_error(2, status=502, path=where), EXPONENTIAL),
+    "malformed-json": (lambda f, where: f.malformed_json(2, path=where), EXPONENTIAL),
+    "empty-page": (lambda f, where: f.empty_pages(2, path=where), EXPONENTIAL),
+    "short-page": (lambda f, where: f.short_pages(2, path=where), EXPONENTIAL),
 }
 
 
@@ -71,7 +86,7 @@ def test_transient_fault_mid_walk_is_retried_and_result_equals_clean_backfill(
         fault, venue, make_source, lake, sleeps, clean_candles):
     arm, expected_waits = TRANSIENT[fault]
     armed = arm(venue.faults, history_target("BTC", SECOND_PAGE))
-    source = make_source(timeout=CLIENT_TIMEOUT_S)
+    source = make_source(transport=HeldAttempts(armed) if armed.kind == "timeout" else None)
 
     outcomes = backfill(source, lake, PAIRS, now=NOW, progress=False)
 
@@ -104,37 +119,64 @@ def test_duplicated_or_shuffled_pages_give_exactly_the_clean_candles(
     assert committed_corrections(lake).num_rows == 0
 
 
-def test_empty_page_mid_walk_stops_the_series_and_a_rerun_completes_it(
-        venue, make_source, lake, clean_candles):
-    venue.faults.empty_pages(1, path=history_target("BTC", SECOND_PAGE))
+@pytest.mark.parametrize("fault", ["empty_pages", "short_pages"])
+def test_a_page_empty_or_short_after_every_retry_is_an_unexplained_gap_that_a_rerun_closes(
+        fault, venue, make_source, lake, sleeps, universe, clean_candles):
+    getattr(venue.faults, fault)(ALL_ATTEMPTS, path=history_target("BTC", SECOND_PAGE))
 
     first = backfill(make_source(), lake, PAIRS, now=NOW, progress=False)
 
-    # CoinAPI omits empty periods, so an empty answer reads as "no more data before time_end": the walk
-    # ends there. What was committed is intact, the other series are complete.
     by_symbol = {o.symbol: o for o in first}
-    assert by_symbol["BTC"].inserted == PAGE_LIMIT
-    btc = series_candles(lake, BTC)
-    assert btc.equals(_series(clean_candles, "BTC").slice(0, PAGE_LIMIT))
-    for symbol in ("ETH", "TRX"):
-        assert by_symbol[symbol].inserted == HISTORY_DAYS * 24
+    btc = by_symbol["BTC"]
+    assert btc.status == "incomplete" and btc.inserted == PAGE_LIMIT     # never `ok`
+    missing = HISTORY_DAYS * 24 - PAGE_LIMIT
+    assert f"[{SECOND_PAGE.isoformat()}, {NOW.isoformat()}) up to {missing} candle(s)" in btc.message
+    assert f"gave up after {ALL_ATTEMPTS} attempts: {fault.split('_')[0]} page" in btc.message
+    assert sleeps == EVERY_WAIT                                          # retried under the one policy
+    assert by_symbol["ETH"].status == by_symbol["TRX"].status == "ok"
+    (record,) = completeness.unexplained_records(lake)
+    assert (record["symbol"], record["gap_start"], record["gap_end"]) == ("BTC", SECOND_PAGE, NOW)
+    assert record["missing_candles"] == missing and "listing of KRAKEN_SPOT_BTC_USD" in record["answer"]
+    # named by `gaps` and `status`, and blocking a dataset that covers it
+    (gap,) = gaps.detect(lake, BTC)
+    assert (gap.status, gap.gap_start, gap.missing_candles) == ("unexplained", SECOND_PAGE.isoformat(), missing)
+    assert {c.series: c.missing_candles for c in coverage(lake)}[BTC.label()] == missing
+    spec = DatasetSpec(UNIVERSE, "1h", "coinapi", ("USD",))
+    with pytest.raises(QualityGateError, match=f"unexplained gap.*{BTC.label()}"):
+        refuse_unexplained_gaps(lake, universe, spec)
+    refuse_unexplained_gaps(lake, universe, DatasetSpec(UNIVERSE, "1h", "coinapi", ("USD",), end=SECOND_PAGE))
 
-    before = len(history_requests(venue))
-    again = backfill(make_source(), lake, PAIRS, now=NOW, progress=False)
+    again = backfill(make_source(), lake, PAIRS, now=NOW, progress=False)   # the fault is spent
 
     assert [o.status for o in again] == ["ok"] * len(PAIRS)
-    rerun = history_requests(venue)[before:]
-    assert rerun and all("_BTC_" in r["path"] for r in rerun)           # complete series: no request
-    assert rerun[0]["params"]["time_start"].startswith(f"{SECOND_PAGE:%Y-%m-%dT%H}")
     assert lake_candles(lake).equals(clean_candles)
     assert _raw_rows(lake) == clean_candles.num_rows
+    assert completeness.unexplained_records(lake) == [] and gaps.detect(lake, BTC) == []
+    (closed,) = [r for r in completeness.latest_records(lake) if r["symbol"] == "BTC"]
+    assert closed["status"] == "closed" and closed["answer"] == f"filled by backfill at {NOW.isoformat()}"
+    refuse_unexplained_gaps(lake, universe, spec)
+
+
+def test_an_empty_first_page_leaves_no_silent_hole(venue, make_source, lake, clean_candles):
+    """The issue's case: HTTP 200 with [] for the only page of a series: nothing stored, and still named."""
+    venue.faults.empty_pages(ALL_ATTEMPTS, path=history_target("BTC", page_start(0)))
+
+    (btc,) = backfill(make_source(page_limit=100_000), lake, PAIRS[:1], now=NOW, progress=False)
+
+    assert btc.status == "incomplete" and btc.inserted == 0 and btc.pages == 0
+    assert stored_keys(lake) == []
+    assert [c.series for c in coverage(lake)] == [BTC.label()]       # listed though it holds no candle
+    (gap,) = gaps.detect(lake, BTC)
+    assert (gap.gap_start, gap.gap_end) == (page_start(0).isoformat(), NOW.isoformat())
+    assert gap.missing_candles == HISTORY_DAYS * 24
 
 
 # --------------------------------------------------------------------------------- non-transient faults
 
 PERMANENT = {
-    "malformed-json": (lambda f, where: f.malformed_json(1, path=where), "malformed JSON"),
     "html-200-page": (lambda f, where: f.html_error(1, status=200, path=where), "HTML page instead of JSON"),
+    "malformed-json-every-time": (lambda f, where: f.malformed_json(ALL_ATTEMPTS, path=where),
+                                  f"gave up after {ALL_ATTEMPTS} attempts: malformed JSON"),
 }
 
 
@@ -154,8 +196,9 @@ def test_bad_answer_fails_only_its_series_naming_the_request_and_a_rerun_complet
     assert f"series={BTC.label()}" in failed.message
     assert "request=GET /v1/ohlcv/KRAKEN_SPOT_BTC_USD/history?" in failed.message
     assert f"time_start={SECOND_PAGE:%Y-%m-%dT%H}%3A00%3A00Z" in failed.message
-    assert sleeps == []                                  # not transient: never retried
-    assert len([r for r in history_requests(venue, "BTC") if r["fault"]]) == 1
+    retried = "every-time" in fault                     # damaged: retried to the limit; HTML: never
+    assert sleeps == (EVERY_WAIT if retried else [])
+    assert len([r for r in history_requests(venue, "BTC") if r["fault"]]) == (ALL_ATTEMPTS if retried else 1)
     # the page committed before the failure and the other series are intact
     assert series_candles(lake, BTC).equals(_series(clean_candles, "BTC").slice(0, PAGE_LIMIT))
     assert by_symbol["ETH"].status == by_symbol["TRX"].status == "ok"
@@ -232,3 +275,48 @@ def test_late_revision_is_versioned_once_with_a_correction_log_entry(market, ven
     assert [r for r in venue.requests[requests:] if r["path"].endswith("/history")] == []  # nothing closed
     assert tables.open_table(lake, tables.RAW).version() == raw_version
     assert committed_corrections(lake).num_rows == 1
+
+
+# --------------------------------------------------------------------------------- Kraken: the same policy
+
+
+def _kraken(venue, universe, sleeps) -> KrakenOHLCSource:
+    gateway = Gateway("kraken", kraken_client(venue.kraken_url, timeout=None), policy=RetryPolicy(), sleep=sleeps)
+    return KrakenOHLCSource(gateway, universe=universe, clock=lambda: NOW)
+
+
+KRAKEN_BTC = [("BTC", "USD", "1h")]
+KRAKEN_FAULTS = ["malformed_json", "duplicate_pages", "out_of_order", "empty_pages", "short_pages"]
+
+
+@pytest.mark.parametrize("fault", KRAKEN_FAULTS)
+def test_kraken_damaged_pages_are_retried_like_coinapi_and_then_succeed(fault, venue, universe, sleeps, tmp_path):
+    clean_lake = new_lake(tmp_path / "clean")
+    (clean,) = sync(_kraken(venue, universe, sleeps), clean_lake, KRAKEN_BTC, now=NOW, progress=False)
+    assert clean.status == "ok" and clean.inserted == 719 and sleeps == []
+    armed = getattr(venue.faults, fault)(2, provider="kraken", path="/OHLC")
+    lake = new_lake(tmp_path / "faulty")
+    source = _kraken(venue, universe, sleeps)
+
+    (outcome,) = sync(source, lake, KRAKEN_BTC, now=NOW, progress=False)
+
+    assert outcome.status == "ok", outcome.message
+    assert armed.fired == 2 and sleeps == EXPONENTIAL and source.gateway.retries_made == 2
+    assert lake_candles(lake).equals(lake_candles(clean_lake))
+
+
+def test_kraken_page_empty_after_every_retry_is_an_unexplained_gap_closed_by_the_next_sync(
+        venue, universe, sleeps, lake):
+    venue.faults.empty_pages(ALL_ATTEMPTS, provider="kraken", path="/OHLC")
+
+    (first,) = sync(_kraken(venue, universe, sleeps), lake, KRAKEN_BTC, now=NOW, progress=False)
+
+    assert first.status == "incomplete" and "empty page" in first.message and "last=" in first.message
+    assert sleeps == EVERY_WAIT
+    (record,) = completeness.unexplained_records(lake)
+    assert (record["source"], record["symbol"], record["gap_end"]) == ("kraken", "BTC", NOW)
+
+    (again,) = sync(_kraken(venue, universe, sleeps), lake, KRAKEN_BTC, now=NOW, progress=False)
+
+    assert again.status == "ok" and again.inserted == 719
+    assert completeness.unexplained_records(lake) == []

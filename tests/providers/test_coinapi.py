@@ -19,6 +19,7 @@ import pytest
 from coinline.errors import (
     BadDataError,
     ConfigError,
+    IncompletePageError,
     NotListedError,
     ProviderError,
     RateLimitedError,
@@ -357,6 +358,79 @@ def test_empty_range_makes_no_request():
     assert fake.history_requests() == []
 
 
+# ------------------------------------------------------------------------------------ what the listing says exists
+
+
+def _listed(**extra: Any) -> FakeCoinAPI:
+    return FakeCoinAPI(series={"KRAKEN_SPOT_BTC_USD": hourly(6)},
+                       listing=[symbol_record("KRAKEN_SPOT_BTC_USD", **extra)])
+
+
+def test_listed_candles_are_the_first_and_last_trade_candles_or_their_days():
+    source, *_ = make(_listed(data_trade_start="2024-01-01T00:20:00.0000000Z",
+                              data_trade_end="2024-01-01T05:59:00.0000000Z"))
+    ref = source.resolve("BTC", "USD", "1h")
+    assert source.listed_candles(ref) == [(T0, T0 + HOUR), (T0 + 5 * HOUR, T0 + 6 * HOUR)]
+    source, *_ = make(_listed(data_start="2024-01-01", data_end="2024-01-03"))
+    ref = source.resolve("BTC", "USD", "1d")
+    assert source.listed_candles(ref) == [(T0, T0 + timedelta(days=1)),
+                                          (T0 + timedelta(days=2), T0 + timedelta(days=3))]
+    source, *_ = make(_listed())
+    assert source.listed_candles(source.resolve("BTC", "USD", "1h")) == []
+
+
+@pytest.mark.parametrize(("answer", "kind"), [([], "empty"), ([candle(T0, 100.0)], "short")])
+def test_a_page_without_the_listed_last_trade_candle_is_retried(answer, kind):
+    fake = _listed(data_trade_start=iso7(T0), data_trade_end="2024-01-01T05:30:00.0000000Z")
+    source, ref, gateway, waits = _ref_and(fake)
+    fake.script.append(httpx.Response(200, json=answer))
+    page = source.fetch(ref, T0, T0 + 6 * HOUR)
+    assert page.candles.num_rows == 6 and waits == [0.5] and gateway.retries_made == 1
+
+
+def test_a_page_still_without_the_listed_candle_gives_up_naming_what_is_missing():
+    fake = _listed(data_trade_start=iso7(T0), data_trade_end="2024-01-01T05:30:00.0000000Z")
+    source, ref, _, waits = _ref_and(fake, max_attempts=3)
+    fake.script += [httpx.Response(200, json=[candle(T0, 100.0)])] * 3
+    with pytest.raises(IncompletePageError, match="gave up after 3 attempts: short page: 1 candle") as info:
+        source.fetch(ref, T0, T0 + 6 * HOUR)
+    assert "says one exists in [2024-01-01T05:00:00Z, 2024-01-01T06:00:00Z)" in str(info.value)
+    assert (info.value.missing_from, info.value.missing_until) == (T0, T0 + 6 * HOUR)
+    assert waits == [0.5, 1.0]
+
+
+def test_a_listed_candle_outside_the_answered_window_is_not_required():
+    fake = _listed(data_trade_start=iso7(T0), data_trade_end="2024-01-01T05:30:00.0000000Z")
+    source, ref, _, waits = _ref_and(fake, page_limit=2)
+    pages = backfill(source, ref, T0, T0 + 6 * HOUR)            # full pages answer only up to their end
+    assert len(pages) == 3 and sum(p.candles.num_rows for p in pages) == 6 and waits == []
+    fake.script.append(httpx.Response(200, json=[]))
+    assert source.fetch(ref, T0 + 6 * HOUR, T0 + 9 * HOUR).done   # the listed candles lie before it
+
+
+def test_an_empty_page_right_after_a_full_one_is_retried_when_the_listing_has_later_trades():
+    # the last trade is in a candle that is not closed yet: only the mid-walk rule can tell
+    fake = _listed(data_trade_end="2024-01-01T09:30:00.0000000Z")
+    source, ref, _, waits = _ref_and(fake, page_limit=2, max_attempts=3)
+    first = source.fetch(ref, T0, T0 + 6 * HOUR)
+    assert first.candles.num_rows == 2 and not first.done
+    fake.script += [httpx.Response(200, json=[])] * 3
+    with pytest.raises(IncompletePageError, match="gave up after 3 attempts: empty page mid-walk") as info:
+        source.fetch(ref, first.next_cursor, T0 + 6 * HOUR)
+    assert (info.value.missing_from, info.value.missing_until) == (T0 + 2 * HOUR, T0 + 6 * HOUR)
+    fake.script.append(httpx.Response(200, json=[]))
+    assert source.fetch(ref, first.next_cursor, T0 + 6 * HOUR).candles.num_rows == 2   # retried, then got it
+    assert waits == [0.5, 1.0, 0.5]
+
+
+def test_an_empty_page_that_does_not_follow_a_full_one_is_the_end():
+    fake = _listed(data_trade_end="2024-01-01T09:30:00.0000000Z")
+    source, ref, _, waits = _ref_and(fake, page_limit=2)
+    fake.script.append(httpx.Response(200, json=[]))
+    page = source.fetch(ref, T0 + 2 * HOUR, T0 + 6 * HOUR)     # e.g. a sync's first request: silence is real
+    assert page.done and page.candles.num_rows == 0 and waits == []
+
+
 def test_http_550_is_an_empty_done_page():
     fake = FakeCoinAPI()  # no series stored -> 550
     source, gateway, waits = make(fake)
@@ -578,10 +652,6 @@ def test_truncated_body_gives_up_as_transient_error():
     [
         (_html, "HTML page"),
         (httpx.Response(200, text="<!DOCTYPE html><html></html>"), "HTML page"),
-        (httpx.Response(200, text='[{"time_period_start": '), "malformed JSON"),
-        (httpx.Response(200, text="{'single': 'quotes'}"), "malformed JSON"),
-        (httpx.Response(200, text=""), "empty response body"),
-        (httpx.Response(200, text="  \n"), "empty response body"),
         (httpx.Response(200, json={"error": "Invalid period_id"}), "error instead of OHLCV"),
         (httpx.Response(200, json={"rows": []}), "expected a JSON array"),
         (httpx.Response(200, json=[[1, 2, 3]]), "row 0 is a JSON list"),
@@ -596,6 +666,36 @@ def test_bad_bodies_are_bad_data_without_retry(answer, message):
     assert "provider=coinapi" in str(info.value) and "series=coinapi:KRAKEN:BTC-USD:1h" in str(info.value)
     assert "request=GET /v1/ohlcv/KRAKEN_SPOT_BTC_USD/history" in str(info.value)
     assert len(fake.history_requests()) == 1 and waits == []
+
+
+DAMAGED = [
+    (httpx.Response(200, text='[{"time_period_start": '), "malformed JSON"),
+    (httpx.Response(200, text="{'single': 'quotes'}"), "malformed JSON"),
+    (httpx.Response(200, text=""), "empty response body"),
+    (httpx.Response(200, text="  \n"), "empty response body"),
+]
+
+
+@pytest.mark.parametrize(("answer", "message"), DAMAGED)
+def test_damaged_bodies_are_retried_under_the_one_policy_then_succeed(answer, message):
+    fake = FakeCoinAPI(series={"KRAKEN_SPOT_BTC_USD": hourly(2)})
+    source, ref, gateway, waits = _ref_and(fake)
+    fake.script.append(answer)
+    page = source.fetch(ref, T0, T0 + 2 * HOUR)
+    assert page.candles.num_rows == 2
+    assert len(fake.history_requests()) == 2 and waits == [0.5] and gateway.retries_made == 1
+
+
+@pytest.mark.parametrize(("answer", "message"), DAMAGED)
+def test_damaged_bodies_give_up_as_bad_data_naming_the_request(answer, message):
+    fake = FakeCoinAPI()
+    source, ref, _, waits = _ref_and(fake, max_attempts=3)
+    fake.script += [answer] * 3
+    with pytest.raises(BadDataError, match=f"gave up after 3 attempts: {message}") as info:
+        source.fetch(ref, T0, T0 + HOUR)
+    assert "provider=coinapi" in str(info.value) and "series=coinapi:KRAKEN:BTC-USD:1h" in str(info.value)
+    assert "request=GET /v1/ohlcv/KRAKEN_SPOT_BTC_USD/history" in str(info.value)
+    assert len(fake.history_requests()) == 3 and waits == [0.5, 1.0]
 
 
 @pytest.mark.parametrize(

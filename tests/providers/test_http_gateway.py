@@ -3,6 +3,7 @@ mapping and retries. All traffic goes through `httpx.MockTransport`; `sleep` and
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 
 from coinline.errors import (
     BadDataError,
+    DamagedAnswerError,
+    IncompletePageError,
     NoDataError,
     ProviderError,
     RateLimitedError,
@@ -343,24 +346,134 @@ def test_timeouts_are_transient():
         (httpx.Response(200, text="<html><body>captcha</body></html>", headers={"content-type": "text/html"}),
          "HTML page"),
         (httpx.Response(200, text="  <!doctype html><p>hi</p>"), "HTML page"),
-        (httpx.Response(200, text=""), "empty response body"),
-        (httpx.Response(200, text="\n\t "), "empty response body"),
-        (httpx.Response(200, text='{"a": 1'), "malformed JSON"),
-        (httpx.Response(200, text="[1, 2,]"), "malformed JSON"),
-        (httpx.Response(200, text="undefined"), "malformed JSON"),
         (httpx.Response(200, text="[" + "9" * 5000 + "]"), "unreadable JSON"),
         (httpx.Response(200, text="[" * 100_000 + "]" * 100_000), "unreadable JSON"),
     ],
-    ids=["html", "html-no-type", "empty", "blank", "truncated-json", "trailing-comma", "not-json",
-         "huge-int", "deep-nesting"],
+    ids=["html", "html-no-type", "huge-int", "deep-nesting"],
 )
 def test_bad_bodies_are_bad_data_without_retry(response, message):
     script = Script(response)
     gw, waits = gateway(script)
     with pytest.raises(BadDataError, match=message) as info:
         gw.get_json("/v1/x", {"a": 1}, series="ser")
+    assert not isinstance(info.value, DamagedAnswerError)
     assert "provider=testprov" in str(info.value) and "request=GET /v1/x?a=1" in str(info.value)
     assert len(script.requests) == 1 and waits == []
+
+
+DAMAGED_BODIES = pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (httpx.Response(200, text=""), "empty response body"),
+        (httpx.Response(200, text="\n\t "), "empty response body"),
+        (httpx.Response(200, text='{"a": 1'), "malformed JSON"),
+        (httpx.Response(200, text="[1, 2,]"), "malformed JSON"),
+        (httpx.Response(200, text="undefined"), "malformed JSON"),
+    ],
+    ids=["empty", "blank", "truncated-json", "trailing-comma", "not-json"],
+)
+
+
+@DAMAGED_BODIES
+def test_damaged_bodies_are_retried_like_a_5xx(response, message):
+    script = Script(response, json_ok())
+    gw, waits = gateway(script)
+    assert gw.get_json("/x")[0] == OK
+    assert waits == [0.5] and gw.retries_made == 1 and len(script.requests) == 2
+
+
+@DAMAGED_BODIES
+def test_damaged_bodies_give_up_as_bad_data_after_the_same_limit(response, message):
+    script = Script(response)
+    gw, waits = gateway(script, max_attempts=3)
+    with pytest.raises(DamagedAnswerError, match=f"gave up after 3 attempts: {message}") as info:
+        gw.get_json("/v1/x", {"a": 1}, series="ser")
+    assert isinstance(info.value, BadDataError)
+    assert "provider=testprov" in str(info.value) and "request=GET /v1/x?a=1" in str(info.value)
+    assert len(script.requests) == 3 and waits == [0.5, 1.0]
+
+
+def test_parse_runs_inside_the_retry_loop_and_its_damage_is_retried():
+    script = Script(json_ok([3, 1]), json_ok([1, 3]))
+
+    def ascending(body):
+        if body != sorted(body):
+            raise DamagedAnswerError("rows out of order", provider="testprov")
+        return len(body)
+
+    gw, waits = gateway(script)
+    assert gw.get("/x", parse=ascending) == 2
+    assert waits == [0.5] and gw.retries_made == 1 and len(script.requests) == 2
+
+
+def test_incomplete_page_gives_up_keeping_what_the_provider_vouched_for():
+    def empty_page(body):
+        raise IncompletePageError("empty page", missing_from=NOW, missing_until=NOW + timedelta(hours=3),
+                                  provider="testprov")
+
+    script = Script(json_ok([]))
+    gw, waits = gateway(script, max_attempts=2)
+    with pytest.raises(IncompletePageError, match="gave up after 2 attempts: empty page") as info:
+        gw.get("/x", series="s", parse=empty_page)
+    assert (info.value.missing_from, info.value.missing_until) == (NOW, NOW + timedelta(hours=3))
+    assert info.value.series == "s" and waits == [0.5]
+
+
+def test_a_parse_error_that_is_not_damage_is_not_retried():
+    def rule_broken(body):
+        raise BadDataError("close is nan", provider="testprov")
+
+    script = Script(json_ok())
+    gw, waits = gateway(script)
+    with pytest.raises(BadDataError, match="close is nan"):
+        gw.get("/x", parse=rule_broken)
+    assert len(script.requests) == 1 and waits == []
+
+
+def test_each_retry_is_logged_at_info_without_secrets(caplog):
+    script = Script(httpx.Response(503, text="busy"), httpx.Response(200, text="{"), json_ok())
+    gw, _ = gateway(script, headers={"X-Api-Key": SECRET})
+    with caplog.at_level(logging.INFO, logger="coinline.providers.http"):
+        gw.get_json("/v1/x", {"a": 1}, series="ser")
+    lines = [r.getMessage() for r in caplog.records if r.name == "coinline.providers.http"]
+    assert len(lines) == 2 and all(r.levelno == logging.INFO for r in caplog.records)
+    assert lines[0].startswith("testprov: retry 1 of 3 in 0.5s after: server error (HTTP 503)")
+    assert lines[1].startswith("testprov: retry 2 of 3 in 1s after: malformed JSON")
+    assert all("request=GET /v1/x?a=1" in line and SECRET not in line for line in lines)
+
+
+def test_a_refused_connection_names_the_host_and_nothing_else():
+    def refuse(request):
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    gw, waits = gateway(Script(refuse), max_attempts=2, headers={"X-Api-Key": SECRET})
+    with pytest.raises(TransientError) as info:
+        gw.get_json("/v1/x", {"a": 1})
+    text = str(info.value)
+    assert text.startswith("gave up after 2 attempts: connection refused to api.example.test")
+    assert "truncated" not in text and SECRET not in text and waits == [0.5]
+
+
+def test_a_refused_connection_to_a_real_closed_port_says_so():
+    import socket
+
+    with socket.socket() as probe:   # a port nobody listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        client = build_client(f"http://127.0.0.1:{port}")
+        gw = Gateway("testprov", client, policy=RetryPolicy(max_attempts=1), sleep=lambda s: None)
+        with pytest.raises(TransientError, match=f"connection refused to 127.0.0.1:{port} "):
+            gw.get_json("/x")
+        client.close()
+
+
+def test_other_connect_failures_name_the_host_and_the_reason():
+    def unresolvable(request):
+        raise httpx.ConnectError("[Errno -2] Name or service not known", request=request)
+
+    gw, _ = gateway(Script(unresolvable), max_attempts=1)
+    with pytest.raises(TransientError, match=r"cannot connect to api.example.test \(\[Errno -2\] Name or service"):
+        gw.get_json("/x")
 
 
 def test_clock_is_used_for_reset_arithmetic():

@@ -13,6 +13,7 @@ import pytest
 
 from coinline.errors import (
     BadDataError,
+    IncompletePageError,
     NotListedError,
     ProviderError,
     RateLimitedError,
@@ -271,10 +272,15 @@ def test_ohlc_captures_drop_the_open_candle(name, pair, interval):
 
 def test_ohlc_ccxt_fixture_with_string_last():
     body = capture("ccxt_fixture/OHLC_XBTUSDT_60_ccxt.json")
-    server = Server({"/0/public/OHLC": body})
-    page = ohlc_source(server).fetch(ohlc_ref("XBTUSDT", "1h", "BTC", "USDT"), EPOCH, LATER)
-    assert page.candles.num_rows == len(body["result"]["XBTUSDT"]) - 1
-    assert page.request["last"] == 1706796000
+    rows = body["result"]["XBTUSDT"]
+    # The fixture is a trimmed sample: its `last` names a committed candle its rows leave out, which is
+    # a short page (re-requested, then reported); with `last` naming its own newest closed row it is read.
+    with pytest.raises(IncompletePageError, match="short page: 6 row"):
+        ohlc_source(Server({"/0/public/OHLC": body})).fetch(ohlc_ref("XBTUSDT", "1h", "BTC", "USDT"), EPOCH, LATER)
+    body["result"]["last"] = str(rows[-2][0])
+    page = ohlc_source(Server({"/0/public/OHLC": body})).fetch(ohlc_ref("XBTUSDT", "1h", "BTC", "USDT"), EPOCH, LATER)
+    assert page.candles.num_rows == len(rows) - 1
+    assert page.request["last"] == rows[-2][0]
 
 
 def test_ohlc_drops_rows_not_closed_by_the_clock():

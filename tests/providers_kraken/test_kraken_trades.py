@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from coinline.errors import BadDataError, RateLimitedError
+from coinline.errors import BadDataError, IncompletePageError, RateLimitedError
 from coinline.providers.base import CANDLE_SCHEMA, SeriesKey, SeriesRef
 from coinline.providers.http import Gateway, RetryPolicy
 from coinline.providers.kraken import kraken_client
@@ -286,6 +286,54 @@ class Sequence:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         return httpx.Response(200, json=self.bodies.pop(0))
+
+
+class RepeatingServer(TradeServer):
+    """A TradeServer whose next `bad` pages are damaged by `damage(rows, last)` -> (rows, last)."""
+
+    def __init__(self, trades, damage, bad: int, **kw):
+        super().__init__(trades, **kw)
+        self.damage, self.bad, self.previous = damage, bad, []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        response = super().__call__(request)
+        body = response.json()
+        rows, last = body["result"][self.pair], body["result"]["last"]
+        if self.bad:
+            self.bad -= 1
+            rows, last = self.damage(rows, last, self.previous)
+        else:
+            self.previous = rows
+        return httpx.Response(200, json={"error": [], "result": {self.pair: rows, "last": last}})
+
+
+DAMAGES = {
+    "repeats-the-page-before": lambda rows, last, previous: (previous[-3:] + rows, last),
+    "repeats-its-own-row": lambda rows, last, previous: (rows[:1] + rows, last),
+    "empty-but-last-advanced": lambda rows, last, previous: ([], last),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_damaged_trades_pages_are_retried_and_no_trade_is_counted_twice(damage):
+    trades = make_trades()
+    server = RepeatingServer(trades, DAMAGES[damage], bad=0, page_size=50)
+    src, gw = source(server)
+    src.fetch(ref("1h"), at(T0), at(T0 + 3600))          # one clean page first: `previous` is set
+    server.bad = 2
+    got = strip(rows_of(drain(src, ref("1h"), at(T0 + 3600), at(T0 + 86400))))
+    assert got == [r for r in one_shot(trades, "1h") if r["open_time"] >= at(T0 + 3600)]
+    assert gw.retries_made == 2
+
+
+def test_trades_page_still_empty_with_an_advanced_last_gives_up_naming_the_range():
+    trades = make_trades()
+    server = RepeatingServer(trades, DAMAGES["empty-but-last-advanced"], bad=10, page_size=50)
+    src, gw = source(server)
+    with pytest.raises(IncompletePageError, match="gave up after 4 attempts: empty page but Kraken's last=") as info:
+        src.fetch(ref("1h"), at(T0), at(T0 + 86400))
+    assert info.value.missing_from == at(T0) and info.value.missing_until > at(T0)
+    assert gw.retries_made == 3
 
 
 def test_docs_example_trades_aggregate():

@@ -78,6 +78,7 @@ def materialize(lake: Lake, universe: Universe, spec: DatasetSpec, *, gap_tolera
     validate_new_batches(lake)
     raw_version = tables.open_table(lake, tables.RAW).version()
     keys = dataset_series(lake, universe, spec)
+    refuse_unexplained_gaps(lake, universe, spec)
     if not keys:
         raise QualityGateError(f"no stored series for source={spec.source} interval={spec.interval} "
                                f"universe={spec.universe_version}; run `coinline backfill` first")
@@ -125,6 +126,26 @@ def materialize(lake: Lake, universe: Universe, spec: DatasetSpec, *, gap_tolera
     lake.write_bytes(f"{base}/data.parquet", buf.getvalue())
     lake.write_json(f"{base}/manifest.json", manifest)  # the manifest names the data: written last
     return Dataset(dataset_id, content_hash, data.num_rows, len(keys), lake.uri(base), manifest)
+
+
+def refuse_unexplained_gaps(lake: Lake, universe: Universe, spec: DatasetSpec) -> None:
+    """Raise QualityGateError when a recorded unexplained gap (candles the provider vouches for and did
+    not deliver; `coinline.ingest.completeness`) lies in a series and window of the dataset, stored
+    candles or not: the dataset would silently lack them. Interior holes are the quality suite's job."""
+    from coinline.ingest.completeness import unexplained_records
+
+    symbols = set(universe.symbols())
+    blocking = [r for r in unexplained_records(lake)
+                if r["source"] == spec.source and r["interval"] == spec.interval and r["symbol"] in symbols
+                and r["quote"] in spec.quotes and (spec.end is None or r["gap_start"] < spec.end)
+                and (spec.start is None or r["gap_end"] > spec.start)]
+    if blocking:
+        r = blocking[0]
+        label = SeriesKey(*(r[c] for c in tables.SERIES_COLUMNS)).label()
+        raise QualityGateError(
+            f"{len(blocking)} unexplained gap(s) block the dataset, e.g. {label} [{r['gap_start'].isoformat()}, "
+            f"{r['gap_end'].isoformat()}) ({r['missing_candles']} candle(s)): {r['answer'][:300]}; "
+            f"`coinline gaps` lists them, a backfill, sync or `coinline gaps --retry` that fills one closes it")
 
 
 def _series_summary(data: pa.Table) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Per-series coverage: first, last, canonical rows, gaps (unexplained and known), corrections."""
+"""Per-series coverage: first, last, canonical rows, gaps (unexplained and known), corrections. A series
+with a recorded unexplained gap is listed even when it holds no candle (e.g. its first page was empty)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 
 from coinline.datasets.canonical import committed_corrections
+from coinline.ingest.completeness import series_with_unexplained
 from coinline.ingest.gaps import detect
 from coinline.lake import tables
 from coinline.lake.store import Lake
@@ -33,7 +35,10 @@ def coverage(lake: Lake) -> list[Coverage]:
     per_series = Counter(label for label, _ in labels)
     stored_versions = Counter(label for label, reason in labels if reason == "revised")
     out = []
-    for key, raw_rows, first, last in tables.series_in(lake):
+    series = {key: (rows, first, last) for key, rows, first, last in tables.series_in(lake)}
+    for key in series_with_unexplained(lake):
+        series.setdefault(key, (0, None, None))
+    for key, (raw_rows, first, last) in sorted(series.items()):
         gaps = detect(lake, key)
         out.append(Coverage(
             key.label(), first.isoformat() if first else None, last.isoformat() if last else None,

@@ -3,7 +3,13 @@
 Resumable without bookkeeping: what is stored is read from the Delta log (first/last open time per
 series), so a rerun fetches only the head before and the tail after it and requests no page twice.
 Each series runs under its lease. Outcomes are explicit per series: ok, not-listed, no-data, error,
-lease-held; nothing is skipped silently.
+lease-held, incomplete; nothing is skipped silently.
+
+Completeness is checked, not assumed (`coinline.ingest.completeness`): after the walk, the stored candles
+are compared with what the provider says exists, and a page that contradicted it (empty or short, still
+so after the gateway's retries) ends the walk of that range. Either way the missing range is recorded as
+an unexplained gap, the outcome is `incomplete` (exit 1) and materialization is blocked; a later walk
+that fills the range closes the record.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
+import pyarrow.compute as pc
 from tqdm import tqdm
 
-from coinline.errors import CoinlineError, LeaseHeldError, NotListedError, ProviderError
+from coinline.errors import CoinlineError, IncompletePageError, LeaseHeldError, NotListedError, ProviderError
+from coinline.ingest import completeness
 from coinline.ingest.grid import ranges_to_fetch
 from coinline.ingest.writer import commit_candles
 from coinline.lake import tables
@@ -30,7 +38,7 @@ class SeriesOutcome:
     symbol: str
     quote: str
     interval: str
-    status: str                 # ok | not-listed | no-data | error | lease-held
+    status: str                 # ok | not-listed | no-data | error | lease-held | incomplete | needs-backfill
     pages: int = 0
     inserted: int = 0
     revised: int = 0
@@ -49,33 +57,48 @@ def stored_bounds(lake: Lake) -> dict[SeriesKey, tuple[datetime | None, datetime
 
 
 def ingest_range(source: CandleSource, lake: Lake, ref: SeriesRef, start: datetime, end: datetime,
-                 outcome: SeriesOutcome, *, now: datetime, on_page: Callable[[int], None] | None = None) -> None:
-    """Fetch [start, end) page by page and commit each page; the cursor must always advance."""
+                 outcome: SeriesOutcome, *, now: datetime, on_page: Callable[[int], None] | None = None,
+                 walked: list[tuple[datetime, datetime]] | None = None,
+                 seen: list[datetime] | None = None) -> None:
+    """Fetch [start, end) page by page and commit each page; the cursor must always advance. `walked`
+    collects the part of [start, end) the provider answered for: all of it once a page says the range is
+    done, else up to the page that failed; `seen` the first and last open time of every non-empty page."""
     cursor = start
-    while cursor < end:
-        page = source.fetch(ref, cursor, end)
-        outcome.pages += 1
-        result = commit_candles(lake, page.candles, key=ref.key, request=page.request, now=now)
-        outcome.inserted += result.inserted
-        outcome.revised += result.revised
-        outcome.duplicates += result.duplicates
-        if result.table_version is not None:
-            outcome.batches.append(result.batch_id)
-        if on_page:
-            on_page(page.candles.num_rows)
-        if page.done or page.next_cursor is None:
-            return
-        if page.next_cursor <= cursor:
-            raise ProviderError(f"cursor did not advance past {cursor.isoformat()}", provider=source.name,
-                                series=ref.key.label(), request=str(dict(page.request)))
-        cursor = page.next_cursor
+    try:
+        while cursor < end:
+            page = source.fetch(ref, cursor, end)
+            outcome.pages += 1
+            result = commit_candles(lake, page.candles, key=ref.key, request=page.request, now=now)
+            outcome.inserted += result.inserted
+            outcome.revised += result.revised
+            outcome.duplicates += result.duplicates
+            if result.table_version is not None:
+                outcome.batches.append(result.batch_id)
+            if on_page:
+                on_page(page.candles.num_rows)
+            if seen is not None and page.candles.num_rows:
+                span = pc.min_max(page.candles["open_time"])
+                seen += [span["min"].as_py(), span["max"].as_py()]
+            if page.done or page.next_cursor is None:
+                cursor = end
+                return
+            if page.next_cursor <= cursor:
+                raise ProviderError(f"cursor did not advance past {cursor.isoformat()}", provider=source.name,
+                                    series=ref.key.label(), request=str(dict(page.request)))
+            cursor = page.next_cursor
+    finally:
+        if walked is not None:
+            walked.append((start, min(cursor, end)))
 
 
 def backfill_series(source: CandleSource, lake: Lake, symbol: str, quote: str, interval: str, *, now: datetime,
                     bounds: dict[SeriesKey, tuple[datetime | None, datetime | None]], tail_only: bool = False,
-                    lookback: int = 0, on_page: Callable[[int], None] | None = None) -> SeriesOutcome:
+                    lookback: int = 0, on_page: Callable[[int], None] | None = None,
+                    gap_records: dict[SeriesKey, list[dict]] | None = None) -> SeriesOutcome:
     """Fetch what the lake lacks of one series. `tail_only` (sync): only newly closed candles, and no
-    history discovery unless the series is empty and the provider only has recent candles anyway."""
+    history discovery unless the series is empty and the provider only has recent candles anyway.
+    Then check completeness (`check_complete`): a shortfall makes the outcome `incomplete`. `gap_records`:
+    the latest `known_gaps` records per series when the caller has read them already."""
     label = f"{source.name}:{symbol}-{quote}:{interval}"
     outcome = SeriesOutcome(label, symbol, quote, interval, "ok")
     try:
@@ -88,6 +111,9 @@ def backfill_series(source: CandleSource, lake: Lake, symbol: str, quote: str, i
         return outcome
     outcome.series = ref.key.label()
     end = floor_to_interval(now, interval)  # the candle open at `now` is not closed yet
+    missing: list[completeness.Missing] = []
+    walked: list[tuple[datetime, datetime]] = []
+    seen: list[datetime] = []
     try:
         with series_lease(lake, ref.key) as lease:
             def progressed(rows: int) -> None:
@@ -100,17 +126,49 @@ def backfill_series(source: CandleSource, lake: Lake, symbol: str, quote: str, i
             if tail_only and first is None and source.capabilities.history == "full":
                 outcome.status, outcome.message = "needs-backfill", "no stored history; run `coinline backfill` first"
                 return outcome
-            earliest = source.earliest(ref) if discover else None
-            if earliest is None and first is None:
+            try:
+                earliest = source.earliest(ref) if discover else None
+            except IncompletePageError as exc:
+                missing.append(completeness.from_error(exc, start=last or end, end=end))
+                earliest = None
+            if earliest is None and first is None and not missing:
                 outcome.status, outcome.message = "no-data", "provider reports no history for this series"
                 return outcome
             for start, stop in ranges_to_fetch(first, last, earliest, end, interval, lookback=lookback):
-                ingest_range(source, lake, ref, start, stop, outcome, now=now, on_page=progressed)
+                try:
+                    ingest_range(source, lake, ref, start, stop, outcome, now=now, on_page=progressed,
+                                 walked=walked, seen=seen)
+                except IncompletePageError as exc:
+                    missing.append(completeness.from_error(exc, start=walked[-1][1], end=stop))
+            stored = [t for t in (first, last, *seen) if t is not None]
+            check_complete(source, lake, ref, missing, walked, outcome, now=now, end=end,
+                           action="sync" if tail_only else "backfill",
+                           records=None if gap_records is None else gap_records.get(ref.key, []),
+                           bounds=(min(stored), max(stored)) if stored else None)
     except LeaseHeldError as exc:
         outcome.status, outcome.message = "lease-held", str(exc)
     except CoinlineError as exc:
         outcome.status, outcome.message = "error", str(exc)
     return outcome
+
+
+def check_complete(source: CandleSource, lake: Lake, ref: SeriesRef, missing: list[completeness.Missing],
+                   walked: list[tuple[datetime, datetime]], outcome: SeriesOutcome, *, now: datetime,
+                   end: datetime, action: str, records: list[dict] | None = None,
+                   bounds: tuple[datetime, datetime] | None = None) -> list[completeness.Missing]:
+    """Compare the stored series with what the provider says exists (its optional `listed_candles`),
+    add what incomplete pages left out (`missing`), record/close unexplained gaps, and mark the outcome
+    `incomplete` with every missing range named when anything is missing. `bounds`: the first and last
+    stored open time when the caller knows them (a claim holding one needs no read)."""
+    listed = getattr(source, "listed_candles", None)
+    claims = listed(ref) if listed is not None else []
+    unmet = completeness.unmet_claims(lake, ref, claims, end=end, provider=source.name, bounds=bounds)
+    found = completeness.reconcile(lake, ref.key, [*missing, *unmet], walked=walked, now=now, action=action,
+                                   records=records)
+    if found:
+        outcome.status = "incomplete"
+        outcome.message = completeness.describe(found, ref.key.interval)
+    return found
 
 
 def backfill(source: CandleSource, lake: Lake, pairs: Iterable[tuple[str, str, str]], *, now: datetime,
@@ -119,13 +177,16 @@ def backfill(source: CandleSource, lake: Lake, pairs: Iterable[tuple[str, str, s
     stops the others."""
     tables.ensure_tables(lake)
     bounds = stored_bounds(lake)
+    gap_records: dict[SeriesKey, list[dict]] = {}
+    for record in completeness.latest_records(lake):
+        gap_records.setdefault(completeness.record_key(record), []).append(record)
     pairs = list(pairs)
     outcomes = []
     with tqdm(total=len(pairs), desc=f"{'sync' if tail_only else 'backfill'} {source.name}", unit="series", disable=not progress) as bar:
         for symbol, quote, interval in pairs:
             bar.set_postfix_str(f"{symbol}-{quote} {interval}")
             outcomes.append(backfill_series(source, lake, symbol, quote, interval, now=now, bounds=bounds,
-                                            tail_only=tail_only, lookback=lookback))
+                                            tail_only=tail_only, lookback=lookback, gap_records=gap_records))
             bar.update(1)
     return outcomes
 

@@ -2,7 +2,10 @@
 
 Nothing is ever forward-filled: a gap is either filled by the provider on retry (new candles committed
 like any other page) or recorded in `known_gaps` with the provider's answer, so the quality gate can
-tell an explained hole from an unexplained one.
+tell an explained hole from an unexplained one. Gaps the completeness check recorded as unexplained
+(`coinline.ingest.completeness`: candles the provider vouches for and did not deliver, e.g. after an
+empty page) are listed here too, with their reason, including those outside the stored range; a retry
+that fills one closes its record, one that cannot leaves it unexplained.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from coinline.datasets.canonical import series_candles
-from coinline.errors import CoinlineError
-from coinline.ingest.backfill import SeriesOutcome, ingest_range
+from coinline.errors import CoinlineError, IncompletePageError
+from coinline.ingest import completeness
+from coinline.ingest.backfill import SeriesOutcome, check_complete, ingest_range
 from coinline.ingest.grid import find_gaps
 from coinline.lake import tables
 from coinline.lake.store import Lake
 from coinline.providers.base import CandleSource, SeriesKey
-from coinline.timeframes import from_ms, interval_ms
+from coinline.timeframes import floor_to_interval, from_ms, interval_ms, to_utc
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,29 @@ def known_gaps(lake: Lake, key: SeriesKey | None = None) -> pa.Table:
 
 
 def detect(lake: Lake, key: SeriesKey) -> list[Gap]:
+    """Missing candles on the grid between the first and last stored one (known when a record explains
+    them), then every recorded unexplained gap not already among them (status `unexplained`, its reason
+    as the answer), sorted by start."""
+    grid = _grid_gaps(lake, key)
+    recorded = {(to_utc(r["gap_start"]), to_utc(r["gap_end"])): r for r in completeness.unexplained_records(lake, key)}
+    out = []
+    for g in grid:
+        record = recorded.pop((datetime.fromisoformat(g.gap_start), datetime.fromisoformat(g.gap_end)), None)
+        out.append(g if record is None or g.status != "unexplained" else
+                   Gap(g.series, g.gap_start, g.gap_end, g.missing_candles, g.status, record["answer"]))
+    for (start, end), r in recorded.items():
+        out.append(Gap(key.label(), start.isoformat(), end.isoformat(), r["missing_candles"], "unexplained",
+                       r["answer"]))
+    return sorted(out, key=lambda g: datetime.fromisoformat(g.gap_start))
+
+
+def series_to_check(lake: Lake) -> list[SeriesKey]:
+    """Every stored series and every series with a recorded unexplained gap (which may hold no candle)."""
+    stored = [k for k, *_ in tables.series_in(lake)]
+    return sorted({*stored, *completeness.series_with_unexplained(lake)})
+
+
+def _grid_gaps(lake: Lake, key: SeriesKey) -> list[Gap]:
     candles = series_candles(lake, key)
     times = candles["open_time"].cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64()).to_numpy()
     known = {(r["gap_start"], r["gap_end"]): r["answer"] for r in known_gaps(lake, key).to_pylist()}
@@ -72,12 +99,25 @@ def retry(source: CandleSource, lake: Lake, key: SeriesKey, *, now: datetime) ->
             continue
         start, end = datetime.fromisoformat(gap.gap_start), datetime.fromisoformat(gap.gap_end)
         outcome = SeriesOutcome(key.label(), key.symbol, key.quote, key.interval, "ok")
+        missing: list[completeness.Missing] = []
+        walked: list[tuple[datetime, datetime]] = []
         try:
-            ingest_range(source, lake, ref, start, end, outcome, now=now)
+            ingest_range(source, lake, ref, start, end, outcome, now=now, walked=walked)
             answer = f"retried with {outcome.pages} request(s); provider returned {outcome.inserted} new candle(s)"
+        except IncompletePageError as exc:
+            missing.append(completeness.from_error(exc, start=walked[-1][1], end=end))
+            answer = f"retry failed: {exc}"
         except CoinlineError as exc:
             answer = f"retry failed: {exc}"
-        still = [g for g in detect(lake, key) if start <= datetime.fromisoformat(g.gap_start) < end]
+        if gap.answer and gap.status == "unexplained":
+            # a recorded unexplained gap: it stays unexplained until a walk through it finds it complete
+            left = check_complete(source, lake, ref, missing, walked, outcome, now=now,
+                                  end=floor_to_interval(now, key.interval), action="gaps --retry")
+            overlapping = [m for m in left if m.start < end and start < m.end]
+            results.append(Gap(gap.series, gap.gap_start, gap.gap_end, gap.missing_candles,
+                               "unexplained" if overlapping else "filled", answer))
+            continue
+        still = [g for g in _grid_gaps(lake, key) if start <= datetime.fromisoformat(g.gap_start) < end]
         if not still:
             results.append(Gap(gap.series, gap.gap_start, gap.gap_end, gap.missing_candles, "filled", answer))
         for g in still:

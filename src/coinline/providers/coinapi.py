@@ -7,6 +7,16 @@
 - History: `GET /v1/ohlcv/{symbol_id}/history?period_id&time_start&time_end&limit`, paged by time
   (CoinAPI has no cursor): the next page starts one interval after the newest candle received.
   Empty periods are omitted by CoinAPI, so gaps are normal. HTTP 550 ("no data") is an empty, final page.
+- What exists (`listed_candles`): the listing vouches for the candle holding the first trade
+  (`data_trade_start`) and the one holding the last (`data_trade_end`), or, where only the dates
+  `data_start`/`data_end` are listed, for some candle on each of those days; nothing in between, since
+  empty periods are omitted. A page that answers for a window holding a vouched-for candle without it
+  (an empty page, or a short one ending before it) contradicts the listing: `IncompletePageError`,
+  retried by the gateway, then left to the walk to record as an unexplained gap. So does an EMPTY page
+  mid-walk (right after a full page) while the listing's last trade is past its cursor: the walk was
+  streaming candles and the listing says more exist. (A pair silent from exactly a page boundary until
+  the still-open candle would read the same: rare, and loud, never silent.) The candle holding the last
+  trade is only checked once closed: mid-candle, a short final page cannot be told from the real end.
 - Every record is parsed strictly (`parse_ohlcv`); anything malformed is a `BadDataError` naming the
   provider, series, request, field and row. Rows are kept as received (ingest sorts and dedupes).
 """
@@ -26,11 +36,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from coinline.errors import BadDataError, ConfigError, NoDataError, NotListedError
+from coinline.errors import BadDataError, ConfigError, IncompletePageError, NoDataError, NotListedError
 from coinline.providers.base import Capabilities, Page, SeriesKey, SeriesRef, candle_table, empty_candles
 from coinline.providers.http import Gateway, build_client, describe
 from coinline.secrets import Secret, redact
-from coinline.timeframes import floor_to_interval, interval_ms, parse_iso_utc, to_utc
+from coinline.timeframes import floor_to_interval, interval_ms, ms, parse_iso_utc, to_utc
 from coinline.universe.model import Universe
 
 NAME = "coinapi"
@@ -50,9 +60,9 @@ _PRICE_FIELDS = (("price_open", "open"), ("price_high", "high"), ("price_low", "
 
 
 def coinapi_client(base_url: str, api_key: Secret, *, transport: httpx.BaseTransport | None = None,
-                   timeout: float = 30.0) -> httpx.Client:
+                   timeout: float | None = 30.0) -> httpx.Client:
     """An httpx client for CoinAPI. The key goes into the `X-CoinAPI-Key` header and nowhere else
-    (an empty key sends no key header, e.g. against a local replay server)."""
+    (an empty key sends no key header, e.g. against a local replay server). `timeout=None`: none."""
     headers = {"Accept": "application/json"}
     if api_key:
         headers["X-CoinAPI-Key"] = api_key.reveal()
@@ -360,6 +370,7 @@ class CoinAPISource:
         self.capabilities = Capabilities(page_limit=page_limit, pagination="time", history="full",
                                          auth_required=True, intervals=tuple(PERIODS))
         self._listing: dict[str, Mapping[str, Any]] | None = None
+        self._full_until: dict[SeriesKey, datetime] = {}   # where a walk continues after a full page
         self._secrets = tuple(Secret(v) for k, v in gateway.client.headers.items()
                               if k.lower() in ("x-coinapi-key", "authorization") and v)
 
@@ -430,21 +441,75 @@ class CoinAPISource:
         first = int(np.min(table.column("open_time").cast(pa.int64()).to_numpy()))
         return _EPOCH + timedelta(milliseconds=first)
 
+    def listed_candles(self, ref: SeriesRef) -> list[tuple[datetime, datetime]]:
+        """What the listing says exists, as ranges [lo, hi) each holding at least one candle: the
+        candle holding `data_trade_start` and the one holding `data_trade_end` (exact times), else some
+        candle on the day `data_start` / `data_end` (dates only). Nothing in between is vouched for:
+        CoinAPI omits periods without trades."""
+        step = timedelta(milliseconds=interval_ms(ref.key.interval))
+        out = []
+        for exact, day in (("data_trade_start", "data_start"), ("data_trade_end", "data_end")):
+            when = _listing_time(ref.extra.get(exact))
+            if when is not None:
+                lo = floor_to_interval(when, ref.key.interval)
+                out.append((lo, lo + step))
+                continue
+            date = _listing_time(ref.extra.get(day))
+            if date is not None:
+                date = date.replace(hour=0, minute=0, second=0, microsecond=0)
+                out.append((floor_to_interval(date, ref.key.interval), date + timedelta(days=1)))
+        return out
+
     def fetch(self, ref: SeriesRef, cursor: datetime, end: datetime) -> Page:
+        """Candles with cursor <= open_time < end, one request. The page is checked against the listing
+        (`listed_candles`) inside the gateway's retry loop, so an empty or short page is re-requested."""
         cursor, end = to_utc(cursor), to_utc(end)
         path, params = self._history_request(ref, cursor, end, self.page_limit)
         request: dict[str, Any] = {"endpoint": path, "symbol_id": ref.provider_symbol, **params}
         if cursor >= end:
             return Page(empty_candles(), {**request, "answer": "empty range, not requested"}, None, True)
+        where = describe("GET", path, params)
+
+        mid_walk = self._full_until.get(ref.key) == cursor
+
+        def parse(body: Any) -> Page:
+            page, received = self._page(ref, body, cursor, end, request, where)
+            self._check_listed(ref, page, received, cursor, end, where)
+            if mid_walk and received == 0:
+                self._check_mid_walk(ref, cursor, end, where)
+            return page
+
         try:
-            body, _ = self.gateway.get_json(path, params, series=ref.key.label())
+            page = self.gateway.get(path, params, series=ref.key.label(), parse=parse)
         except NoDataError:
             return Page(empty_candles(), {**request, "answer": "550 no data"}, None, True)
-        table = parse_ohlcv(body, ref.key, where=describe("GET", path, params), secrets=self._secrets)
+        if page.done or page.next_cursor is None:
+            self._full_until.pop(ref.key, None)
+        else:
+            self._full_until[ref.key] = page.next_cursor
+        return page
+
+    def _check_mid_walk(self, ref: SeriesRef, cursor: datetime, end: datetime, where: str) -> None:
+        """An empty page right after a full one, while the listing's last trade (`data_trade_end`, else
+        the `data_end` day) is at or past the cursor: IncompletePageError for [cursor, end)."""
+        last_trade = _listing_time(ref.extra.get("data_trade_end"))
+        if last_trade is None:
+            day = _listing_time(ref.extra.get("data_end"))
+            last_trade = day + timedelta(days=1) - timedelta(milliseconds=1) if day is not None else None
+        if last_trade is None or last_trade < cursor:
+            return
+        raise IncompletePageError(
+            f"empty page mid-walk: no candle in [{iso_z(cursor)}, {iso_z(end)}) right after a full page, but the "
+            f"{self.exchange_id} listing of {ref.provider_symbol} has trades until {iso_z(last_trade)}",
+            missing_from=cursor, missing_until=end, provider=NAME, series=ref.key.label(), request=where)
+
+    def _page(self, ref: SeriesRef, body: Any, cursor: datetime, end: datetime, request: dict[str, Any],
+              where: str) -> tuple[Page, int]:
+        """The page of one history answer, cut to [cursor, end), and how many rows were received."""
+        table = parse_ohlcv(body, ref.key, where=where, secrets=self._secrets)
         received = table.num_rows
         times = table.column("open_time").cast(pa.int64()).to_numpy()
-        lo = (cursor - _EPOCH) // timedelta(milliseconds=1)
-        hi = (end - _EPOCH) // timedelta(milliseconds=1)
+        lo, hi = ms(cursor), ms(end)
         keep = (times >= lo) & (times < hi)
         all_times = times
         if not keep.all():
@@ -453,13 +518,37 @@ class CoinAPISource:
         if table.num_rows == 0:
             if received >= self.page_limit and (all_times < lo).any():
                 # a full page, all before the cursor: time_start was ignored and paging cannot progress
-                raise BadDataError(f"none of the {received} rows is in [{params['time_start']}, {params['time_end']}) "
+                raise BadDataError(f"none of the {received} rows is in [{iso_z(cursor)}, {iso_z(end)}) "
                                    f"and some are before time_start (was it ignored?)",
-                                   provider=NAME, series=ref.key.label(), request=describe("GET", path, params))
-            return Page(table, request, None, True)
+                                   provider=NAME, series=ref.key.label(), request=where)
+            return Page(table, request, None, True), received
         next_cursor = _EPOCH + timedelta(milliseconds=int(times.max()) + interval_ms(ref.key.interval))
         done = received < self.page_limit or next_cursor >= end
-        return Page(table, request, next_cursor, done)
+        return Page(table, request, next_cursor, done), received
+
+    def _check_listed(self, ref: SeriesRef, page: Page, received: int, cursor: datetime, end: datetime,
+                      where: str) -> None:
+        """Raise IncompletePageError when the page answers for a listed candle it does not hold.
+
+        A page of fewer than `page_limit` rows answers for all of [cursor, end); a full one only up to
+        its newest candle. Each listed range inside that answered window must hold a returned candle.
+        The error bounds the missing candles by [cursor, end of the last unmet listed range)."""
+        times = page.candles.column("open_time").cast(pa.int64()).to_numpy()
+        step = interval_ms(ref.key.interval)
+        answered = ms(end) if received < self.page_limit or not len(times) else int(times.max()) + step
+        unmet = [(lo, hi) for lo, hi in self.listed_candles(ref)
+                 if ms(lo) >= ms(cursor) and ms(hi) <= answered
+                 and not ((times >= ms(lo)) & (times < ms(hi))).any()]
+        if not unmet:
+            return
+        lo, hi = min(unmet)
+        raise IncompletePageError(
+            f"{'empty' if not len(times) else 'short'} page: {len(times)} candle(s) in [{iso_z(cursor)}, "
+            f"{iso_z(end)}) but the {self.exchange_id} listing of {ref.provider_symbol} says one exists in "
+            f"[{iso_z(lo)}, {iso_z(hi)})",
+            missing_from=cursor,             # the page is re-requested or dropped whole: none of it is kept
+            missing_until=min(max(to_utc(h) for _, h in unmet), end),
+            provider=NAME, series=ref.key.label(), request=where)
 
     def _history_request(self, ref: SeriesRef, start: datetime, end: datetime | None,
                          limit: int) -> tuple[str, dict[str, Any]]:

@@ -1,26 +1,32 @@
 """The HTTP edge shared by every adapter: client factory, error mapping, retry with backoff, rate budget.
 
-`Gateway.get_json` is the one way adapters talk to the network. It maps transport failures and HTTP
-statuses to the typed errors of `coinline.errors`, retries transient ones with a pure backoff schedule
-that honours `Retry-After` / `X-RateLimit-Reset`, and tracks a provider's advertised request budget.
+`Gateway.get` (and `get_json`) is the one way adapters talk to the network. It maps transport failures
+and HTTP statuses to the typed errors of `coinline.errors`, retries what `RetryPolicy.retryable` says a
+fresh request may repair with a pure backoff schedule that honours `Retry-After` / `X-RateLimit-Reset`,
+and tracks a provider's advertised request budget. The adapter's own parsing runs inside the retry loop
+(`parse=`), so a damaged page (malformed JSON, rows repeated or out of order, a page contradicting the
+provider's own listing) is retried exactly like a 5xx, for every provider alike. Attempts are counted,
+never timed; every retry is logged at INFO on `coinline.providers.http` (shown by `coinline -v`).
 Secrets travel only in headers and never appear in error text (requests are described without them).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
 
 from coinline.errors import (
     BadDataError,
+    DamagedAnswerError,
     NoDataError,
     ProviderError,
     RateLimitedError,
@@ -28,12 +34,25 @@ from coinline.errors import (
 )
 from coinline.timeframes import parse_iso_utc
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """The one retry policy of every provider: which failures a fresh request may repair, how many
+    attempts (counted, never timed) and how long to wait between them (`backoff_delay`)."""
+
     max_attempts: int = 6
     base_delay: float = 0.5
     max_delay: float = 60.0
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Transient faults (5xx, 429, timeouts, refused or reset connections) and damaged answers
+        (malformed JSON, empty body, repeated or out-of-order rows, an empty or short page where the
+        provider says data exists). Client errors, "no data", HTML pages and rule-breaking values are
+        answers a retry would only repeat."""
+        return isinstance(exc, TransientError | DamagedAnswerError)
 
 
 def backoff_delay(attempt: int, policy: RetryPolicy, retry_after: float | None = None) -> float:
@@ -120,34 +139,49 @@ class Gateway:
         """GET `path` and parse JSON. `check(body)`, when given, runs inside the retry loop so a
         provider's HTTP-200 error envelope (e.g. Kraken `EGeneral:Too many requests`) can raise a
         `TransientError`/`RateLimitedError` and be retried like a 5xx/429; other errors propagate."""
+
+        def answer(body: Any, response: httpx.Response) -> tuple[Any, httpx.Response]:
+            if check is not None:
+                check(body)
+            return body, response
+
+        return self._retrying(path, params, series, answer)
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None, *, series: str = "",
+            parse: Callable[[Any], T]) -> T:
+        """GET `path` and return `parse(body)`. `parse` runs inside the retry loop: what it raises is
+        retried when the policy calls it retryable (a damaged page: `DamagedAnswerError`), up to the
+        same limit as a 5xx, then re-raised with "gave up after N attempts"; anything else propagates."""
+        return self._retrying(path, params, series, lambda body, _response: parse(body))
+
+    def _retrying(self, path: str, params: Mapping[str, Any] | None, series: str,
+                  attempt_once: Callable[[Any, httpx.Response], T]) -> T:
         request = describe("GET", path, params)
-        last_error: ProviderError | None = None
-        for attempt in range(1, self.policy.max_attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             wait = self.budget.wait_needed()
             if wait:
                 self.sleep(min(wait, self.policy.max_delay))
                 self.budget.remaining = None
             try:
                 body, response = self._once(path, params, series, request)
-                if check is not None:
-                    check(body)
-                return body, response
-            except TransientError as exc:
-                last_error = exc
-                if attempt == self.policy.max_attempts:
-                    break
-                self.retries_made += 1
+                return attempt_once(body, response)
+            except ProviderError as exc:
+                if not self.policy.retryable(exc):
+                    raise
+                if attempt >= self.policy.max_attempts:
+                    raise _gave_up(exc, attempt, provider=self.provider, series=series, request=request) from exc
                 hint = exc.retry_after if isinstance(exc, RateLimitedError) else None
-                self.sleep(backoff_delay(attempt, self.policy, hint))
+                delay = backoff_delay(attempt, self.policy, hint)
+                self.retries_made += 1
+                log.info("%s: retry %d of %d in %gs after: %s", self.provider, attempt,
+                         self.policy.max_attempts - 1, delay, exc)
+                self.sleep(delay)
                 if isinstance(exc, RateLimitedError):
                     # the 429's own hint (Retry-After, else X-RateLimit-Reset) has just been waited;
                     # do not wait for the same reset a second time through the budget
                     self.budget.remaining = None
-        assert last_error is not None
-        raise type(last_error)(
-            f"gave up after {self.policy.max_attempts} attempts: {str(last_error).split(' [')[0]}",
-            provider=self.provider, series=series, request=request,
-        ) from last_error
 
     def _once(self, path: str, params: Mapping[str, Any] | None, series: str, request: str) -> tuple[Any, httpx.Response]:
         ctx = {"provider": self.provider, "series": series, "request": request}
@@ -160,6 +194,8 @@ class Gateway:
                 content = b"".join(response.iter_bytes())
         except httpx.TimeoutException:
             raise TransientError("request timed out", **ctx) from None
+        except httpx.ConnectError as exc:
+            raise TransientError(_connect_failure(exc, self.client), **ctx) from None
         except (httpx.TransportError, httpx.DecodingError, httpx.StreamError) as exc:
             raise TransientError(f"transport failure ({type(exc).__name__}: truncated or reset body)", **ctx) from None
         self.budget.update(response.headers, self.clock())
@@ -177,14 +213,43 @@ class Gateway:
         if "html" in content_type or head == b"<":
             raise BadDataError("got an HTML page instead of JSON (error or captcha page)", **ctx)
         if not head:
-            raise BadDataError("empty response body", **ctx)
+            raise DamagedAnswerError("empty response body", **ctx)
         try:
             return json.loads(content), response
         except json.JSONDecodeError as exc:
-            raise BadDataError(f"malformed JSON ({exc.msg} at char {exc.pos} of {len(content)})", **ctx) from None
+            raise DamagedAnswerError(f"malformed JSON ({exc.msg} at char {exc.pos} of {len(content)})", **ctx) from None
         except (ValueError, RecursionError) as exc:  # e.g. an integer over 4300 digits, absurd nesting
             raise BadDataError(f"unreadable JSON ({type(exc).__name__}) in a body of {len(content)} bytes",
                                **ctx) from None
+
+
+def _gave_up(exc: ProviderError, attempts: int, *, provider: str, series: str, request: str) -> ProviderError:
+    """The last error again, same type and attributes, saying how many attempts were made."""
+    bare = str(exc).rsplit(" [provider=", 1)[0]        # without the context suffix ProviderError adds
+    final = type(exc)(f"gave up after {attempts} attempts: {bare}",
+                      provider=provider, series=series, request=request)
+    for name, value in vars(exc).items():
+        if name not in ("provider", "series", "request"):
+            setattr(final, name, value)
+    return final
+
+
+def _connect_failure(exc: httpx.ConnectError, client: httpx.Client) -> str:
+    """What a failed connection says: "connection refused to <host:port>" when the peer refused it,
+    else "cannot connect to <host:port> (<reason>)". Host and port only: never the URL's user info."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # an error raised without its request
+        url = client.base_url
+    where = f"{url.host}:{url.port}" if url.port else url.host
+    chain, cause = [], exc.__cause__ or exc.__context__
+    while cause is not None and len(chain) < 8:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(c, ConnectionRefusedError) for c in chain) or "refused" in str(exc).lower():
+        return f"connection refused to {where}"
+    reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    return f"cannot connect to {where} ({reason})"
 
 
 _SECRET_HEADER_WORDS = ("key", "auth", "token", "secret", "sign", "session", "cookie", "password")
@@ -220,8 +285,9 @@ def _redact_request_secrets(text: str, response: httpx.Response) -> str:
     return text
 
 
-def build_client(base_url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 30.0,
+def build_client(base_url: str, *, headers: Mapping[str, str] | None = None, timeout: float | None = 30.0,
                  transport: httpx.BaseTransport | None = None) -> httpx.Client:
-    """An httpx client for one provider. Secret headers are set here and nowhere else."""
+    """An httpx client for one provider. Secret headers are set here and nowhere else. `timeout=None`
+    waits as long as the peer takes (tests against the in-process replay venue)."""
     return httpx.Client(base_url=base_url, headers=dict(headers or {}), timeout=timeout, transport=transport,
                         follow_redirects=False)

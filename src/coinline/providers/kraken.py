@@ -11,7 +11,13 @@ Endpoints (no auth; `KRAKEN_API_KEY` is unused in this phase), all under `<base_
   (`coinline.providers.kraken_trades.KrakenTradesSource`).
 
 Kraken reports API errors as HTTP 200 with a non-empty `error` list; `unwrap` turns them into typed
-errors and `Gateway.get_json(check=...)` retries the rate-limit/service ones like a 429/5xx.
+errors and the Gateway retries the rate-limit/service ones like a 429/5xx. Rows are parsed inside the
+gateway's retry loop (`public_get(parse=...)`), so a malformed body, rows repeated or out of order, or a
+page contradicting Kraken's own `last` cursor are re-requested under the one `RetryPolicy`, like CoinAPI's.
+
+What exists (`KrakenOHLCSource.listed_candles`): OHLC's `last` is the open time of the newest committed
+candle (captures: always the second-to-last row); Kraken vouches for that candle and nothing else (it
+keeps only the 720 most recent, and omits no-trade intervals in its CSVs).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -28,6 +34,8 @@ import pyarrow as pa
 
 from coinline.errors import (
     BadDataError,
+    DamagedAnswerError,
+    IncompletePageError,
     NotListedError,
     ProviderError,
     RateLimitedError,
@@ -53,7 +61,7 @@ _NOT_LISTED_ERRORS = ("EQuery:Unknown asset pair",)
 
 
 def kraken_client(base_url: str = KRAKEN_BASE_URL, *, transport: httpx.BaseTransport | None = None,
-                  timeout: float = 30.0) -> httpx.Client:
+                  timeout: float | None = 30.0) -> httpx.Client:
     """An httpx client for Kraken's public endpoints (no auth headers). `base_url` is the host root,
     e.g. `https://api.kraken.com` or a replay server; paths are `/0/public/...`. The documented API
     base `https://api.kraken.com/0` (KRAKEN_PUBLIC_BASE_URL's default) is accepted too."""
@@ -92,17 +100,21 @@ def unwrap(body: Any, *, provider: str, series: str = "", request: str = "") -> 
     return result
 
 
+T = TypeVar("T")
+
+
 def public_get(gateway: Gateway, path: str, params: Mapping[str, Any] | None = None, *,
-               series: str = "") -> tuple[Mapping[str, Any], str]:
+               series: str = "", parse: Callable[[Mapping[str, Any], str], T] | None = None) -> tuple[Any, str]:
     """GET a public endpoint through the Gateway, retrying HTTP-200 rate-limit/service errors.
-    Returns (result, request description)."""
+    Returns (result, request description), or (parse(result, request), request) with `parse`: it runs
+    inside the gateway's retry loop, so what it raises as damaged (`DamagedAnswerError`) is re-requested."""
     request = describe("GET", path, params)
 
-    def check(body: Any) -> None:
-        unwrap(body, provider=gateway.provider, series=series, request=request)
+    def answer(body: Any) -> Any:
+        result = unwrap(body, provider=gateway.provider, series=series, request=request)
+        return result if parse is None else parse(result, request)
 
-    body, _ = gateway.get_json(path, params, series=series, check=check)
-    return unwrap(body, provider=gateway.provider, series=series, request=request), request
+    return gateway.get(path, params, series=series, parse=answer), request
 
 
 def single_series(result: Mapping[str, Any], *, provider: str, series: str, request: str) -> tuple[str, Any]:
@@ -294,8 +306,8 @@ def parse_ohlc_rows(rows: list, key: SeriesKey, *, provider: str, request: str) 
         t[i], cnt[i] = int(time), count
     if n > 1 and not np.all(np.diff(t) > 0):
         i = int(np.flatnonzero(np.diff(t) <= 0)[0]) + 1
-        raise BadDataError(f"OHLC row {i}: time {int(t[i])} is not after the previous row (unsorted or duplicate)",
-                           provider=provider, series=key.label(), request=request)
+        raise DamagedAnswerError(f"OHLC row {i}: time {int(t[i])} is not after the previous row (unsorted or "
+                                 f"duplicate)", provider=provider, series=key.label(), request=request)
     return {"time": t, "open": vals[:, 0], "high": vals[:, 1], "low": vals[:, 2], "close": vals[:, 3],
             "volume": vals[:, 4], "count": cnt}
 
@@ -310,18 +322,43 @@ class KrakenOHLCSource(KrakenSourceBase):
     capabilities = Capabilities(page_limit=720, pagination="recent-only", history="recent", auth_required=False,
                                 intervals=tuple(INTERVAL_MINUTES), requests_per_second=1.0)
 
+    def __init__(self, gateway: Gateway, **kw: Any):
+        super().__init__(gateway, **kw)
+        self._last: dict[SeriesKey, int] = {}   # newest `last` Kraken sent per series (unix seconds)
+
+    def listed_candles(self, ref: SeriesRef) -> list[tuple[datetime, datetime]]:
+        """What Kraken says exists: the committed candle at the newest `last` it sent for this series
+        (none before the first request). Ranges [lo, hi) each holding one candle."""
+        last = self._last.get(ref.key)
+        if last is None:
+            return []
+        step = interval_seconds(ref.key.interval)
+        return [(from_ms(last * 1000), from_ms((last + step) * 1000))]
+
     def _get(self, ref: SeriesRef, since: int | None) -> tuple[dict[str, np.ndarray], int | None, dict, str]:
         key = ref.key
         params: dict[str, Any] = {"pair": ref.provider_symbol, "interval": INTERVAL_MINUTES[key.interval]}
         if since is not None and since > 0:
             params["since"] = since
-        result, request = public_get(self.gateway, OHLC_PATH, params, series=key.label())
-        ctx = {"provider": self.gateway.provider, "series": key.label(), "request": request}
-        _, rows = single_series(result, **ctx)
-        last = parse_last(result.get("last"), **ctx)
-        arrays = parse_ohlc_rows(rows, key, provider=self.gateway.provider, request=request)
-        # The last row is the still-open candle (Kraken always sends it): never final.
         step = interval_seconds(key.interval)
+
+        def parse(result: Mapping[str, Any], request: str) -> tuple[dict[str, np.ndarray], int | None]:
+            ctx = {"provider": self.gateway.provider, "series": key.label(), "request": request}
+            _, rows = single_series(result, **ctx)
+            last = parse_last(result.get("last"), **ctx)
+            arrays = parse_ohlc_rows(rows, key, provider=self.gateway.provider, request=request)
+            # the candle rules first (every row but the open one): a rule-breaking row is bad data, not
+            # a page to re-request
+            closed = slice(0, max(len(rows) - 1, 0))
+            candle_table(key, arrays["time"][closed] * 1000, *(arrays[c][closed] for c in ("open", "high", "low", "close",
+                         "volume")), arrays["count"][closed], where=request)
+            self._check_last(arrays["time"], last, params.get("since"), step, ctx)
+            return arrays, last
+
+        (arrays, last), request = public_get(self.gateway, OHLC_PATH, params, series=key.label(), parse=parse)
+        if last is not None:
+            self._last[key] = last
+        # The last row is the still-open candle (Kraken always sends it): never final.
         now = ms(self.clock()) // 1000
         n = len(arrays["time"])
         keep = np.zeros(n, bool)
@@ -329,6 +366,22 @@ class KrakenOHLCSource(KrakenSourceBase):
         keep &= arrays["time"] + step <= now
         arrays = {k: v[keep] for k, v in arrays.items()}
         return arrays, last, {"endpoint": OHLC_PATH, **params}, request
+
+    def _check_last(self, times: np.ndarray, last: int | None, since: int | None, step: int,
+                    ctx: dict[str, str]) -> None:
+        """Raise IncompletePageError when Kraken's own `last` (its newest committed candle, closed by
+        the clock and after `since`) is not among the rows followed by the open candle: an empty page,
+        or one cut short before the candle Kraken vouches for."""
+        if last is None or last <= 0 or (since is not None and last <= since) \
+                or last + step > ms(self.clock()) // 1000:
+            return
+        if (times[:-1] == last).any():
+            return
+        first = since + step if since is not None else last    # the page is re-requested or dropped whole
+        raise IncompletePageError(
+            f"{'empty' if not len(times) else 'short'} page: {len(times)} row(s) but Kraken's last={last} says "
+            f"the candle at {from_ms(last * 1000).isoformat()} is committed", missing_from=from_ms(first * 1000),
+            missing_until=from_ms((last + step) * 1000), **ctx)
 
     def fetch(self, ref: SeriesRef, cursor: datetime, end: datetime) -> Page:
         """Closed candles with cursor <= open_time < end among the (at most 720) Kraken still serves.

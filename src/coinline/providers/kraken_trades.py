@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coinline.errors import BadDataError
+from coinline.errors import BadDataError, DamagedAnswerError, IncompletePageError
 from coinline.providers.base import Capabilities, Page, SeriesKey, SeriesRef, candle_table, empty_candles
 from coinline.providers.http import Gateway
 from coinline.providers.kraken import (
@@ -110,6 +110,22 @@ def parse_trade_rows(rows: list, *, provider: str, series: str, request: str, se
     return Trades(time, price, volume, tid)
 
 
+def _check_trade_ids(rows: list, trades: Trades, after_id: int | None, ctx: dict[str, str]) -> int | None:
+    """Where every row carries a trade id, no id may repeat one of this page or reach back to the page
+    before (`after_id`, its newest id): a repeated trade would be counted twice in its candle.
+    Returns the page's newest trade id (None when the rows carry no ids)."""
+    if not len(trades) or any(len(row) <= 6 for row in rows):
+        return None
+    ids = np.sort(trades.trade_id)
+    repeated = ids[1:][np.diff(ids) == 0]
+    if repeated.size:
+        raise DamagedAnswerError(f"Trades page repeats trade id {int(repeated[0])}", **ctx)
+    if after_id is not None and int(ids[0]) <= after_id:
+        raise DamagedAnswerError(f"Trades page repeats trades of the page before (id {int(ids[0])} <= {after_id})",
+                                 **ctx)
+    return int(ids[-1])
+
+
 def bucket_of(time_s: np.ndarray, interval: str) -> np.ndarray:
     """Open time (unix seconds) of the candle each trade falls in; a trade at t+interval opens the next."""
     step = interval_seconds(interval)
@@ -165,17 +181,35 @@ class KrakenTradesSource(KrakenSourceBase):
         self.max_pages_per_fetch = max_pages_per_fetch
         self.settle = settle
 
-    def _page(self, ref: SeriesRef, since: int, seq: int) -> tuple[Trades, int | None, str]:
+    def _page(self, ref: SeriesRef, since: int, seq: int,
+              after_id: int | None = None) -> tuple[Trades, int | None, str, int | None]:
+        """One Trades page after `since`, parsed and checked inside the gateway's retry loop.
+
+        What Kraken says exists: `last` is the time of the newest trade it sent (captures, replay), so an
+        EMPTY page whose `last` moved past `since` contradicts itself (IncompletePageError), and a page
+        repeating a trade id of the page before (`after_id`) or one of its own is damaged
+        (DamagedAnswerError: the repeat would be counted twice); both are re-requested. Returns the
+        trades, `last`, the request and the page's newest trade id (None when rows carry no ids)."""
         series = ref.key.label()
-        result, request = public_get(self.gateway, TRADES_PATH, {"pair": ref.provider_symbol, "since": since},
-                                     series=series)
-        ctx = {"provider": self.gateway.provider, "series": series, "request": request}
-        _, rows = single_series(result, **ctx)
-        last = parse_last(result.get("last"), **ctx)
-        trades = parse_trade_rows(rows, seq_start=seq, **ctx)
-        if len(trades) and (last is None or last <= since):
-            raise BadDataError(f"Trades cursor did not advance (since={since}, last={last})", **ctx)
-        return trades, last, request
+
+        def parse(result, request: str) -> tuple[Trades, int | None, int | None]:
+            ctx = {"provider": self.gateway.provider, "series": series, "request": request}
+            _, rows = single_series(result, **ctx)
+            last = parse_last(result.get("last"), **ctx)
+            trades = parse_trade_rows(rows, seq_start=seq, **ctx)
+            if len(trades) and (last is None or last <= since):
+                raise BadDataError(f"Trades cursor did not advance (since={since}, last={last})", **ctx)
+            if not len(trades) and last is not None and last > since:
+                step_ms = interval_seconds(ref.key.interval) * 1000
+                until = (last // 1_000_000 // step_ms + 1) * step_ms
+                raise IncompletePageError(f"empty page but Kraken's last={last} says trades exist after since={since}",
+                                          missing_from=from_ms((since + 1) // 1_000_000 // step_ms * step_ms),
+                                          missing_until=from_ms(until), **ctx)
+            return trades, last, _check_trade_ids(rows, trades, after_id, ctx)
+
+        (trades, last, newest_id), request = public_get(self.gateway, TRADES_PATH, {"pair": ref.provider_symbol, "since": since},
+                                             series=series, parse=parse)
+        return trades, last, request, newest_id
 
     def fetch(self, ref: SeriesRef, cursor: datetime, end: datetime) -> Page:
         key: SeriesKey = ref.key
@@ -193,8 +227,10 @@ class KrakenTradesSource(KrakenSourceBase):
         partial: pd.DataFrame | None = None  # earlier trades of the one incomplete candle, folded
         done_frames: list[pd.DataFrame] = []
         request = ""
+        after_id: int | None = None          # newest trade id read so far (ids repeat nowhere)
         while True:
-            trades, last, request = self._page(ref, since, seq)
+            trades, last, request, newest_id = self._page(ref, since, seq, after_id)
+            after_id = newest_id if newest_id is not None else after_id
             pages += 1
             pages_held += 1
             seq += len(trades)
@@ -249,7 +285,7 @@ class KrakenTradesSource(KrakenSourceBase):
 
     def earliest(self, ref: SeriesRef) -> datetime | None:
         """Open time of the candle holding the pair's first trade (`Trades?since=0`), None if none."""
-        trades, _, _ = self._page(ref, 0, 0)
+        trades, *_ = self._page(ref, 0, 0)
         if not len(trades):
             return None
         first = int(bucket_of(np.array([trades.time.min()]), ref.key.interval)[0])

@@ -104,6 +104,10 @@ def symbols(srv: ReplayServer, exchange_id: str | None, params: dict[str, str]) 
         v1d = float(days.volume[-1]) if len(days) else 0.0
         v1m = float(days.volume.sum()) if len(days) else 0.0
         start_ns = ms(m.listing_start(sym, q, "1m")) * 1_000_000
+        # the first and last trade, as CoinAPI lists them: minutes without trades are no data
+        first_trade, last_trade = m.arrays(sym, q, "1m", limit=1), m.recent(sym, q, "1m", 1)
+        first_ns = int(first_trade.open_time[0]) * 1_000_000 if len(first_trade) else start_ns
+        last_ns = int(last_trade.open_time[-1]) * 1_000_000 if len(last_trade) else now_ns
         pair = coin.kraken_pairs.get(q, {})
         out.append({
             "symbol_id": sid, "exchange_id": ex, "symbol_type": "SPOT",
@@ -111,7 +115,7 @@ def symbols(srv: ReplayServer, exchange_id: str | None, params: dict[str, str]) 
             "data_start": iso7(start_ns)[:10], "data_end": iso7(now_ns)[:10],
             "data_quote_start": iso7(start_ns), "data_quote_end": iso7(now_ns),
             "data_orderbook_start": iso7(start_ns), "data_orderbook_end": iso7(now_ns),
-            "data_trade_start": iso7(start_ns), "data_trade_end": iso7(now_ns),
+            "data_trade_start": iso7(first_ns), "data_trade_end": iso7(last_ns),
             "volume_1hrs": round(v1h, 8), "volume_1hrs_usd": round(v1h * usd_price[sym], 2),
             "volume_1day": round(v1d, 8), "volume_1day_usd": round(v1d * usd_price[sym], 2),
             "volume_1mth": round(v1m, 8), "volume_1mth_usd": round(v1m * usd_price[sym], 2),

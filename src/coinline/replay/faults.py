@@ -5,10 +5,13 @@ Each switch arms a fault for the next `n` requests that match a provider ("coina
 "KRAKEN_SPOT_BTC_USD" or "pair=XXBTZUSD"). Faults fire in the order they were added, at most one
 "before" fault and one "after" fault per request. Thread-safe: tests may arm faults while the server runs.
 
-Before routing: rate_limit, server_error, html_error (replace the answer), timeout (sleep, then answer).
+Before routing: rate_limit, server_error, html_error (replace the answer), timeout (sleep `delay_s`, then
+answer; with no `delay_s`, never answer: hold the request until the client hangs up, so the client's own
+timeout fires whatever the machine's load, with nothing raced against a server-side delay).
 After routing: truncated (Content-Length of the full body, half written, connection closed),
 malformed (invalid JSON), and page faults on answers that carry rows: duplicate (rows of the previous
-page repeated at the start), out_of_order (deterministic shuffle), empty (no rows).
+page repeated at the start), out_of_order (deterministic shuffle), empty (no rows), short (only the first
+`keep` rows, default half; the rest of the answer, e.g. Kraken's `last`, unchanged).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 PROVIDERS = ("coinapi", "kraken", "coingecko")
 BEFORE = ("rate_limit", "server_error", "html_error", "timeout")
 AFTER = ("truncated", "malformed")
-PAGE = ("duplicate", "out_of_order", "empty")
+PAGE = ("duplicate", "out_of_order", "empty", "short")
 
 
 @dataclass
@@ -62,7 +65,7 @@ class FaultPlan:
     def server_errors(self, n: int, status: int = 500, **where: Any) -> Fault:
         return self.add("server_error", n, status=status, **where)
 
-    def timeouts(self, n: int, delay_s: float, **where: Any) -> Fault:
+    def timeouts(self, n: int, delay_s: float | None = None, **where: Any) -> Fault:
         return self.add("timeout", n, delay_s=delay_s, **where)
 
     def truncated_bodies(self, n: int, **where: Any) -> Fault:
@@ -82,6 +85,10 @@ class FaultPlan:
 
     def empty_pages(self, n: int, **where: Any) -> Fault:
         return self.add("empty", n, **where)
+
+    def short_pages(self, n: int, keep: int | None = None, **where: Any) -> Fault:
+        """The next `n` matching pages keep only their first `keep` rows (default: half of them)."""
+        return self.add("short", n, keep=keep, **where)
 
     def take(self, provider: str | None, target: str, kinds: tuple[str, ...]) -> Fault | None:
         """Consume one firing of the first armed fault of `kinds` matching this request."""
@@ -107,6 +114,9 @@ def apply_page_fault(fault: Fault, rows: list, previous: list | None) -> None:
     """Rewrite `rows` in place for a page fault."""
     if fault.kind == "empty":
         rows[:] = []
+    elif fault.kind == "short":
+        keep = fault.options.get("keep")
+        del rows[len(rows) // 2 if keep is None else max(0, int(keep)):]
     elif fault.kind == "out_of_order":
         random.Random(fault.fired).shuffle(rows)
     elif fault.kind == "duplicate":

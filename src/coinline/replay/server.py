@@ -8,6 +8,7 @@ count of every request; header values are never logged.
 
 from __future__ import annotations
 
+import select
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -135,8 +136,14 @@ class ReplayServer:
         fault = self.faults.take(provider, target, BEFORE)
         if fault is not None:
             entry["fault"] = fault.kind
+            if fault.kind == "timeout" and fault.options.get("delay_s") is None:
+                self._hold_until_hangup(h)            # never answered: the client's timeout decides
+                with self._lock:
+                    self.requests.append(entry)
+                h.close_connection = True
+                return
             if fault.kind == "timeout":
-                self._stopping.wait(float(fault.options.get("delay_s", 1.0)))
+                self._stopping.wait(float(fault.options["delay_s"]))
             else:
                 reply = _fault_reply(fault, provider)
         if reply is None:
@@ -159,6 +166,14 @@ class ReplayServer:
         with self._lock:
             self.requests.append(entry)
         _send(h, reply, body, truncated=post is not None and post.kind == "truncated")
+
+    def _hold_until_hangup(self, h: BaseHTTPRequestHandler) -> None:
+        """Wait, sending nothing, until the client closes the connection (or sends anything more, or
+        the server stops)."""
+        while not self._stopping.is_set():
+            readable, _, _ = select.select([h.connection], [], [], 0.05)
+            if readable:
+                return
 
     def _route(self, provider: str | None, path: str, params: dict[str, str], headers: Any, entry: dict) -> Reply:
         route = _ROUTES.get(provider or "")

@@ -213,14 +213,13 @@ def _dataset_grid(lake: Lake, dataset_id: str, manifest: dict):
 
 def _gaps_corrections(lake: Lake, cov: list) -> Section:
     from coinline.datasets.canonical import committed_corrections
-    from coinline.ingest.gaps import detect, known_gaps
-    from coinline.lake import tables
+    from coinline.ingest.gaps import detect, known_gaps, series_to_check
 
     sec = Section("gaps", "Gaps and corrections",
                   intro="Missing candles against the interval grid (never forward-filled): unexplained, or known "
                         "with the provider's answer recorded. Corrections: candles a provider revised; the "
                         "canonical view keeps the highest version.")
-    keys = {k.label(): k for k, *_ in tables.series_in(lake)}
+    keys = {k.label(): k for k in series_to_check(lake)}   # a recorded gap may leave a series without candles
     unexplained = []
     for c in cov:
         if c.missing_candles and c.series in keys:
@@ -234,8 +233,8 @@ def _gaps_corrections(lake: Lake, cov: list) -> Section:
         sec.plots.append(_plot("gaps_corrections", "Gaps and corrections per series", fig))
     else:
         sec.empty = "No gaps and no corrections in the lake."
-    sec.tables.append(_capped("Unexplained gaps", ["series", "gap start", "gap end", "missing candles"],
-                              [[g.series, g.gap_start, g.gap_end, g.missing_candles] for g in unexplained]))
+    sec.tables.append(_capped("Unexplained gaps", ["series", "gap start", "gap end", "missing candles", "reason"],
+                              [[g.series, g.gap_start, g.gap_end, g.missing_candles, g.answer] for g in unexplained]))
     known.sort(key=lambda r: str(r["detected_at"]), reverse=True)
     sec.tables.append(_capped("Known gaps (newest first)",
                               ["series", "gap start", "gap end", "missing candles", "provider answer", "recorded"],
