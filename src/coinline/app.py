@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from coinline.errors import ConfigError
 from coinline.lake import open_lake, tables
 from coinline.lake.store import Lake
 from coinline.providers.http import Gateway
-from coinline.settings import Settings
+from coinline.settings import SUPPORTED_QUOTES, Settings
+from coinline.timeframes import known_intervals
 from coinline.universe import Universe, load_universe
 
 log = logging.getLogger("coinline")
@@ -37,8 +39,15 @@ class App:
         symbols = [s.upper() for s in (symbols or self.settings.symbols)] or self.universe.symbols()
         for s in symbols:
             self.universe.coin(s)  # unknown symbol -> clear error
-        return [(s, q, i) for s in symbols for q in (quotes or self.settings.quotes)
-                for i in (intervals or self.settings.intervals)]
+        quotes = [q.upper() for q in (quotes or self.settings.quotes)]
+        intervals = list(intervals or self.settings.intervals)
+        for q in quotes:
+            if q not in SUPPORTED_QUOTES:
+                raise ConfigError(f"--quotes {q}: not a supported quote (supported: {', '.join(SUPPORTED_QUOTES)})")
+        for i in intervals:
+            if i not in known_intervals():
+                raise ConfigError(f"--intervals {i}: not a supported interval (supported: {', '.join(known_intervals())})")
+        return [(s, q, i) for s in symbols for q in quotes for i in intervals]
 
     def hist_source(self):
         from coinline.providers.coinapi import CoinAPISource, coinapi_client
@@ -99,11 +108,21 @@ def settings_lake(settings: Settings):
                      secret_key=settings.object_store_secret_access_key, region=settings.object_store_region)
 
 
-def build_app(settings: Settings, *, now: datetime | None = None) -> App:
+NO_PROVIDERS = "unreachable://this-command-reads-only-the-lake"
+
+
+def build_app(settings: Settings, *, now: datetime | None = None, providers: bool = True) -> App:
+    """The collaborators of one command. `providers=False` (commands that only read the lake: status,
+    export, validate, ...) starts no replay venue and needs no provider key; its provider URLs are unusable."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     lake = settings_lake(settings)
     tables.ensure_tables(lake)
     universe = load_universe(settings.training_universe_version, Path(settings.universe_dir))
+    if not providers:
+        return App(settings, lake, universe, now, NO_PROVIDERS, NO_PROVIDERS, NO_PROVIDERS, None)
+    if settings.venue == "live" and not settings.hist_api_key:
+        raise ConfigError(f"HIST_MARKET_DATA_API_KEY is required when HIST_MARKET_DATA_PROVIDER="
+                          f"{settings.hist_provider} and COINLINE_VENUE=live")
     hist, kraken, gecko, replay = (settings.hist_base_url, settings.kraken_public_base_url,
                                    settings.universe_base_url, None)
     if settings.offline:

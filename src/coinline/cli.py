@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,13 +27,15 @@ def _print(obj: Any, as_json: bool, text: str | None = None) -> None:
         print(text)
 
 
-def _app(args):
+def _app(args, *, providers: bool = True):
+    """The command's collaborators; `providers=False` for commands that only read the lake (no replay
+    venue is started, no provider key is needed)."""
     from coinline.app import build_app
 
     settings = load_settings()
     setup_logging(settings.secrets(), verbose=getattr(args, "verbose", False))
     now = parse_iso_utc(args.now) if getattr(args, "now", None) else datetime.now(UTC)
-    return build_app(settings, now=now)
+    return build_app(settings, now=now, providers=providers)
 
 
 def _table(rows: list[dict], cols: list[str]) -> str:
@@ -229,11 +233,16 @@ def cmd_export(args) -> int:
     from coinline.datasets.canonical import canonical_candles
     from coinline.lake import tables
 
-    with _app(args) as app:
-        keys = [k for k, *_ in tables.series_in(app.lake) if k.symbol == args.symbol.upper()
-                and k.quote == args.quote.upper() and k.interval == args.interval and k.source == args.source]
+    with _app(args, providers=False) as app:
+        same = [k for k, *_ in tables.series_in(app.lake) if k.symbol == args.symbol.upper()
+                and k.quote == args.quote.upper() and k.interval == args.interval]
+        keys = [k for k in same if k.source == args.source]
         if not keys:
-            raise CoinlineError(f"no stored series for {args.symbol}-{args.quote} {args.interval} from {args.source}")
+            others = sorted({k.source for k in same})
+            hint = (f"; stored from: {', '.join(others)} (use --source {others[0]})" if others
+                    else "; `coinline status` lists the stored series")
+            raise CoinlineError(f"no stored series for {args.symbol}-{args.quote} {args.interval} from "
+                                f"--source {args.source}{hint}")
         data = canonical_candles(app.lake, keys)
     out = Path(args.out)
     if out.suffix == ".parquet":
@@ -249,7 +258,7 @@ def cmd_export(args) -> int:
 def cmd_status(args) -> int:
     from coinline.datasets.status import coverage
 
-    with _app(args) as app:
+    with _app(args, providers=False) as app:
         rows = [c.to_dict() for c in coverage(app.lake)]
     _print(rows, args.json, _table(rows, ["series", "first", "last", "rows", "missing_candles", "known_gap_candles", "corrections"]))
     return 0
@@ -555,13 +564,15 @@ def cmd_universe(args) -> int:
         from coinline.universe import load_universe
 
         rows = fetch_markets(app.coingecko_gateway())
-        proposal = refresh.propose_universe(rows, load_universe(settings.training_universe_version, udir), as_of=now)
+        proposal = refresh.propose_universe(rows, load_universe(settings.training_universe_version, udir), as_of=now,
+                                            proposed_version=args.version or None)
         path = refresh.write_proposal(proposal, udir)
     if args.json:
         print(proposal.to_json())
     else:
         d = proposal.to_dict()
-        print(f"wrote proposal {path} (not active; approve with `coinline universe approve {d.get('version')}`)")
+        print(f"wrote proposal {path} (not active; approve with `coinline universe approve {d.get('version')} "
+              "--approver NAME --reason TEXT`)")
         print(json.dumps(d.get("diff", {}), indent=1, sort_keys=True, default=str)[:2000])
     return 0
 
@@ -641,8 +652,6 @@ def cmd_pipeline(args) -> int:
 
 
 def cmd_schedule(args) -> int:
-    import os
-
     _pipelines_module()
     from pipelines.schedules import EXPERIMENT, SYNC_CRON, create_schedules, plan_schedules
 
@@ -662,8 +671,15 @@ def cmd_schedule(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one error surface: a bad flag or value is one line on stderr, exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"coinline: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="coinline", description="Governed crypto market-data lake.")
+    p = _Parser(prog="coinline", description="Governed crypto market-data lake.")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--now", help=argparse.SUPPRESS)  # ISO time; pins the clock (tests, replays)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -791,16 +807,62 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _redacted(text: str) -> str:
+    """`text` with every secret value in the environment masked (foreign text, e.g. a botocore message,
+    may echo a URL or a header)."""
+    from coinline.secrets import Secret, redact
+
+    return redact(text, [Secret(v) for k, v in os.environ.items()
+                         if k.endswith(("_API_KEY", "_API_SECRET", "_SECRET_ACCESS_KEY", "_ACCESS_KEY_ID")) and v])
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception as one line: its first line, at most 400 characters, secrets masked."""
+    return _redacted((str(exc).strip().splitlines() or [""])[0][:400])
+
+
+def _where(exc: BaseException) -> str:
+    """A hint naming the setting behind an I/O failure the code did not anticipate (the lake's endpoint)."""
+    chain, e = [], exc
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if not any(isinstance(x, OSError) or "Endpoint" in type(x).__name__ or "Connect" in type(x).__name__
+               for x in chain):
+        return ""
+    url = os.environ.get("OBJECT_STORE_URL", "")
+    if url.startswith("s3://"):
+        endpoint = os.environ.get("OBJECT_STORE_ENDPOINT_URL") or "the default AWS endpoint"
+        return f" [lake {url} at {endpoint}: check OBJECT_STORE_ENDPOINT_URL and that the store is up]"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. Every failure is one line on stderr and an exit code: 2 configuration or input,
+    1 provider or runtime, 3 a held lease (see `coinline.errors`); the traceback only with -v."""
     args = build_parser().parse_args(argv)
+    verbose = bool(getattr(args, "verbose", False))
     try:
+        if args.now:
+            _when(args.now, "--now")
         return args.func(args)
     except LeaseHeldError as exc:
         print(f"coinline: {exc}", file=sys.stderr)
-        return 3
+        return exc.exit_code
     except CoinlineError as exc:
+        if verbose:
+            log.exception("traceback (-v)")
         print(f"coinline: error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 2)  # DamagedTableError: 1, a runtime failure
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("coinline: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one error surface: no traceback without -v
+        if verbose:
+            print(_redacted("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+        hint = "" if verbose else " (run with -v for the traceback)"
+        print(f"coinline: error: {type(exc).__name__}: {_one_line(exc)}{_where(exc)}{hint}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 
 class CoinlineError(Exception):
-    """Base of every error coinline raises on purpose."""
+    """Base of every error coinline raises on purpose. `exit_code` is what the CLI exits with: 2 for a
+    configuration or input problem (the default), 1 for a provider or runtime failure, 3 for a held lease."""
+
+    exit_code = 2
 
 
 class ConfigError(CoinlineError):
@@ -17,6 +20,8 @@ class ConfigError(CoinlineError):
 
 class ProviderError(CoinlineError):
     """A provider request failed. `context` names provider, series and request."""
+
+    exit_code = 1
 
     def __init__(self, message: str, *, provider: str, series: str = "", request: str = ""):
         parts = [f"provider={provider}"]
@@ -74,9 +79,13 @@ class NotListedError(ProviderError):
 class LeaseHeldError(CoinlineError):
     """Another ingester holds the lease on this series."""
 
+    exit_code = 3
+
 
 class QualityGateError(CoinlineError):
     """A data-quality suite failed; materialization is blocked."""
+
+    exit_code = 1
 
 
 class ImportFormatError(CoinlineError):

@@ -6,7 +6,9 @@ is a one-line ConfigError naming the variable. Secrets are held as `Secret` and 
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,8 +24,9 @@ HIST_PROVIDERS = ("COINAPI",)
 UNIVERSE_PROVIDERS = ("COINGECKO",)
 VENUES = ("auto", "replay", "live")
 # The replay venue's market (coinline.replay.paths.DYNAMICS): a martingale (nothing to find), or the positive
-# control, which plants a known lag-1 autocorrelation of hourly returns (+0.05) for runs that look for it.
+# control, which plants a known lag-1 autocorrelation of hourly returns (+0.25) for runs that look for it.
 REPLAY_PROFILES = ("martingale", "positive-control")
+SUPPORTED_QUOTES = ("USD", "USDC", "CAD")
 
 
 @dataclass(frozen=True)
@@ -171,9 +174,8 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"COINLINE_VENUE={s.venue!r} is not one of {', '.join(VENUES)}")
     if s.replay_profile not in REPLAY_PROFILES:
         raise ConfigError(f"COINLINE_REPLAY_PROFILE={s.replay_profile!r} is not one of {', '.join(REPLAY_PROFILES)}")
-    if s.venue == "live" and not s.hist_api_key:
-        raise ConfigError(f"HIST_MARKET_DATA_API_KEY is required when HIST_MARKET_DATA_PROVIDER="
-                          f"{s.hist_provider} and COINLINE_VENUE=live")
+    # COINLINE_VENUE=live without HIST_MARKET_DATA_API_KEY is refused where providers are built
+    # (`app.build_app`), so commands that only read the lake work without a key
     if s.universe_api_tier not in ("demo", "pro"):
         raise ConfigError(f"UNIVERSE_SOURCE_API_TIER={s.universe_api_tier!r} is not demo or pro")
     _check_url("HIST_MARKET_DATA_BASE_URL", s.hist_base_url, ("http", "https"))
@@ -188,5 +190,33 @@ def validate(s: Settings) -> None:
     if s.reconcile_lookback < 0:
         raise ConfigError(f"COINLINE_RECONCILE_LOOKBACK={s.reconcile_lookback} must be >= 0")
     for quote in s.quotes:
-        if quote not in ("USD", "USDC", "CAD"):
-            raise ConfigError(f"COINLINE_QUOTES contains {quote!r}; supported: USD, USDC, CAD")
+        if quote not in SUPPORTED_QUOTES:
+            raise ConfigError(f"COINLINE_QUOTES contains {quote!r}; supported: {', '.join(SUPPORTED_QUOTES)}")
+    _check_ranges(s)
+
+
+def _check_ranges(s: Settings) -> None:
+    """Numbers in range, names well formed, the cron parseable: a value that would be accepted and then
+    silently misbehave (a negative history depth, a NaN tolerance) is refused here, naming the variable."""
+    from croniter import croniter
+
+    if not croniter.is_valid(s.universe_refresh_cron.strip()) or len(s.universe_refresh_cron.split()) != 5:
+        raise ConfigError(f"UNIVERSE_REFRESH_CRON={s.universe_refresh_cron!r} is not a valid cron expression "
+                          "(5 fields: minute hour day-of-month month day-of-week, UTC; e.g. '0 3 * * 1')")
+    at_least = {"COINLINE_REPLAY_HISTORY_DAYS": (s.replay_history_days, 1), "COINLINE_REPLAY_SEED": (s.replay_seed, 0),
+                "COINLINE_GAP_TOLERANCE": (s.gap_tolerance, 0), "COINLINE_TRAIN_WORKERS": (s.train_workers, 0)}
+    for var, (value, low) in at_least.items():
+        if value < low:
+            raise ConfigError(f"{var}={value} must be >= {low}")
+    if not math.isfinite(s.parity_tolerance_bps) or s.parity_tolerance_bps < 0:
+        raise ConfigError(f"COINLINE_PARITY_TOLERANCE_BPS={s.parity_tolerance_bps} must be a finite number >= 0")
+    if not re.fullmatch(r"[A-Z0-9_]+", s.hist_exchange):
+        raise ConfigError(f"HIST_MARKET_DATA_EXCHANGE={s.hist_exchange!r} is not a CoinAPI exchange id "
+                          "(upper-case letters, digits and _, e.g. KRAKEN)")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", s.training_universe_version):
+        raise ConfigError(f"TRAINING_UNIVERSE_VERSION={s.training_universe_version!r} is not a version name")
+    if not re.fullmatch(r"[a-z0-9-]+", s.object_store_region):
+        raise ConfigError(f"OBJECT_STORE_REGION={s.object_store_region!r} is not a region name (e.g. us-east-1)")
+    for sym in s.symbols:
+        if not re.fullmatch(r"[A-Za-z0-9]{2,10}", sym):
+            raise ConfigError(f"COINLINE_SYMBOLS contains {sym!r}; symbols are upper-case tickers, e.g. BTC,ETH")

@@ -22,7 +22,6 @@ def test_a_key_switches_to_the_live_providers():
 @pytest.mark.parametrize("env, variable", [
     ({"HIST_MARKET_DATA_PROVIDER": "POLYGON"}, "HIST_MARKET_DATA_PROVIDER"),
     ({"UNIVERSE_SOURCE_PROVIDER": "CMC"}, "UNIVERSE_SOURCE_PROVIDER"),
-    ({"COINLINE_VENUE": "live"}, "HIST_MARKET_DATA_API_KEY"),
     ({"HIST_MARKET_DATA_BASE_URL": "rest.coinapi.io"}, "HIST_MARKET_DATA_BASE_URL"),
     ({"OBJECT_STORE_URL": "ftp://x/y"}, "OBJECT_STORE_URL"),
     ({"ENABLE_CONTINUOUS_INGESTION": "maybe"}, "ENABLE_CONTINUOUS_INGESTION"),
@@ -58,3 +57,13 @@ def test_env_example_defines_every_variable():
     text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     defined = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line and not line.startswith("#")}
     assert set(ENV_VARIABLES) <= defined
+
+
+def test_live_without_a_key_is_refused_where_providers_are_built_not_for_lake_reads(tmp_path):
+    from coinline.app import build_app
+
+    s = load_settings({"COINLINE_VENUE": "live", "OBJECT_STORE_URL": f"file://{tmp_path}/lake"}, dotenv=None)
+    with pytest.raises(ConfigError, match="HIST_MARKET_DATA_API_KEY"):
+        build_app(s)
+    with build_app(s, providers=False) as app:   # status, export, validate: the lake only
+        assert app.replay is None
