@@ -144,7 +144,7 @@ def cmd_backfill(args) -> int:
     with _app(args) as app:
         source = app.source(args.source)
         outcomes = backfill(source, app.lake, app.pairs(args.symbols, args.quotes, args.intervals), now=app.now,
-                            progress=not args.json)
+                            progress=not args.json, lease_wait_s=args.lease_wait)
     return _series_outcomes(outcomes, args.json)
 
 
@@ -161,7 +161,7 @@ def cmd_sync(args) -> int:
                    on_cycle=lambda outs: log.info("sync cycle: %d new candles", sum(o.inserted for o in outs)))
             return 0
         outcomes = sync(source, app.lake, pairs, now=app.now, progress=not args.json,
-                        lookback=app.settings.reconcile_lookback)
+                        lookback=app.settings.reconcile_lookback, lease_wait_s=args.lease_wait)
     return _series_outcomes(outcomes, args.json)
 
 

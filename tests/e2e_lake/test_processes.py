@@ -157,7 +157,7 @@ def test_second_ingester_on_a_leased_series_refuses_and_writes_nothing(tmp_path)
 
     with series_lease(lake, key) as lease:
         holder = lease.holder
-        refused = coinline(args, env, tmp_path)
+        refused = coinline([*args, "--lease-wait", "0"], env, tmp_path)
         assert lake.read_json(lease_name(key))["holder"] == holder       # not taken over
 
     assert refused.returncode == 3, refused.stdout + refused.stderr
@@ -204,3 +204,46 @@ def test_sync_twice_with_the_same_clock_adds_nothing_and_status_shows_coverage(t
         assert r["last"] == (NOW + timedelta(hours=2)).isoformat()
         assert r["rows"] == 5 * 24 + 3
         assert (r["missing_candles"], r["known_gap_candles"], r["corrections"]) == (0, 0, 0)
+
+
+def test_an_ingester_waits_for_a_held_series_and_finishes_it_in_the_same_run(tmp_path, venue, universe):
+    """The second ingester does the free series, then waits (polling) for the held one; once its holder lets
+    go, the same run backfills it: every series ends `ok`, no rerun needed. The wait is counted in the
+    sleeps it asks for (injected), not in wall time."""
+    from coinline.ingest.backfill import LEASE_POLL_S, backfill
+
+    from .conftest import build_source
+
+    lake = new_lake(tmp_path / "lake")
+    key = SeriesKey("coinapi", "KRAKEN", "BTC", "USD", "1h")
+    held = series_lease(lake, key)
+    held.__enter__()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:       # the other ingester finishes during the second poll
+        slept.append(seconds)
+        if len(slept) == 2:
+            held.__exit__(None, None, None)
+
+    source = build_source(venue, universe, lambda _s: None)
+    outcomes = backfill(source, lake, [("BTC", "USD", "1h"), ("ETH", "USD", "1h")], now=NOW, progress=False,
+                        lease_wait_s=60, sleep=sleep)
+    assert [o.status for o in outcomes] == ["ok", "ok"], [o.message for o in outcomes]
+    assert slept == [LEASE_POLL_S, LEASE_POLL_S]
+    assert {k.symbol for k, *_ in tables.series_in(lake)} == {"BTC", "ETH"}
+    assert _held_leases(lake) == []
+
+
+def test_a_series_still_held_after_the_wait_stays_lease_held(tmp_path, venue, universe):
+    from coinline.ingest.backfill import backfill
+
+    from .conftest import build_source
+
+    lake = new_lake(tmp_path / "lake")
+    key = SeriesKey("coinapi", "KRAKEN", "BTC", "USD", "1h")
+    slept: list[float] = []
+    with series_lease(lake, key):
+        outcomes = backfill(build_source(venue, universe, lambda _s: None), lake, [("BTC", "USD", "1h")], now=NOW,
+                            progress=False, lease_wait_s=12, sleep=slept.append)
+    assert [o.status for o in outcomes] == ["lease-held"] and sum(slept) == 12
+    assert tables.series_in(lake) == []

@@ -14,6 +14,8 @@ that fills the range closes the record.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +32,8 @@ from coinline.lake.lease import series_lease
 from coinline.lake.store import Lake
 from coinline.providers.base import CandleSource, SeriesKey, SeriesRef
 from coinline.timeframes import floor_to_interval, interval_seconds
+
+log = logging.getLogger("coinline")
 
 
 @dataclass
@@ -171,10 +175,17 @@ def check_complete(source: CandleSource, lake: Lake, ref: SeriesRef, missing: li
     return found
 
 
+LEASE_POLL_S = 5.0
+
+
 def backfill(source: CandleSource, lake: Lake, pairs: Iterable[tuple[str, str, str]], *, now: datetime,
-             progress: bool = True, tail_only: bool = False, lookback: int = 0) -> list[SeriesOutcome]:
+             progress: bool = True, tail_only: bool = False, lookback: int = 0, lease_wait_s: float = 0.0,
+             sleep: Callable[[float], None] = time.sleep) -> list[SeriesOutcome]:
     """Backfill (or with `tail_only`, sync) every (symbol, quote, interval); one failing series never
-    stops the others."""
+    stops the others. A series whose lease another ingester holds is skipped on the first pass and tried
+    again every LEASE_POLL_S seconds for up to `lease_wait_s` (the other ingester usually finishes it, so
+    the retry is a cheap no-op), so one job run ends with every series done instead of asking for a rerun;
+    what is still held after the wait stays `lease-held` (exit 3)."""
     tables.ensure_tables(lake)
     bounds = stored_bounds(lake)
     gap_records: dict[SeriesKey, list[dict]] = {}
@@ -188,6 +199,18 @@ def backfill(source: CandleSource, lake: Lake, pairs: Iterable[tuple[str, str, s
             outcomes.append(backfill_series(source, lake, symbol, quote, interval, now=now, bounds=bounds,
                                             tail_only=tail_only, lookback=lookback, gap_records=gap_records))
             bar.update(1)
+    waited = 0.0
+    while waited < lease_wait_s and any(o.status == "lease-held" for o in outcomes):
+        step = min(LEASE_POLL_S, lease_wait_s - waited)
+        log.info("waiting %.0fs for %d series another ingester holds", step,
+                 sum(o.status == "lease-held" for o in outcomes))
+        sleep(step)
+        waited += step
+        bounds = stored_bounds(lake)   # the holder may have stored them meanwhile
+        for i, o in enumerate(outcomes):
+            if o.status == "lease-held":
+                outcomes[i] = backfill_series(source, lake, o.symbol, o.quote, o.interval, now=now, bounds=bounds,
+                                              tail_only=tail_only, lookback=lookback, gap_records=gap_records)
     return outcomes
 
 

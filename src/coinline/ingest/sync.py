@@ -15,8 +15,10 @@ from coinline.providers.base import CandleSource
 
 
 def sync(source: CandleSource, lake: Lake, pairs: Iterable[tuple[str, str, str]], *, now: datetime,
-         progress: bool = True, lookback: int = 0) -> list[SeriesOutcome]:
-    return backfill(source, lake, pairs, now=now, progress=progress, tail_only=True, lookback=lookback)
+         progress: bool = True, lookback: int = 0, lease_wait_s: float = 0.0,
+         sleep: Callable[[float], None] = time.sleep) -> list[SeriesOutcome]:
+    return backfill(source, lake, pairs, now=now, progress=progress, tail_only=True, lookback=lookback,
+                    lease_wait_s=lease_wait_s, sleep=sleep)
 
 
 def follow(source: CandleSource, lake: Lake, pairs: list[tuple[str, str, str]], *,
