@@ -696,6 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--intervals", nargs="*", help="intervals (default: COINLINE_INTERVALS)")
         sp.add_argument("--source", choices=["hist", "kraken", "kraken-trades"], default="hist",
                         help="hist: the historical provider; kraken: recent OHLC; kraken-trades: trades -> candles")
+        sp.add_argument("--lease-wait", type=float, default=300.0, metavar="SECONDS",
+                        help="wait up to this long for series another ingester holds, then do them (default 300; "
+                             "0: skip them, exit 3)")
 
     sp = verb("run", cmd_run, "backfill, sync, retry gaps, validate, materialize, train, report (the main job)")
     sp.add_argument("--no-train", action="store_true", help="stop after the data job")
