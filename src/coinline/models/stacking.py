@@ -25,22 +25,33 @@ The combiner is CHOSEN, not assumed (`choice`), among the candidates
                      training rows (serialised as `base_rate`, so serving reproduces it)
     mean, member:f   the equal-weight mean of the base probabilities, one member alone
     stack            the regularized logistic stack (the only fitted candidate)
-The meta training rows (in time order) are split into an inner training part and the last `select_fraction`
-as inner validation; the stack fitted on the inner part and every other candidate (base_rate: the climatology
-at the first inner-validation row, or the inner part's mean label) are scored there by log loss.
-The rule (`choose_combiner`), one margin fixed a priori (params["select_margin"], the run passes its
-`ensemble_tolerance`, 0.001): candidates rank by complexity, base_rate < mean and members < stack; a candidate
-is taken over every simpler one only if its mean inner-validation log loss is lower than the best simpler
-candidate's by more than the margin. So base_rate wins ties and near-ties, a member must beat the base rate
-by more than the margin, and the stack must beat both. The chosen candidate is refitted on all the rows
-(only the stack needs fitting). Why the margin: the ensemble may lose up to the tolerance to its best member
-or the base rate; a combiner that cannot show a larger gain on rows it did not see is not worth its variance.
+Every candidate that needs no fitting (base_rate, mean, members) is scored by log loss on all the meta
+training rows: they are out of sample for it (base_rate at a row: the climatology realized before that row;
+without a climatology the mean of the earlier rows' labels). The stack is fitted on the first rows (in time
+order) and scored on the last `select_fraction` (the inner validation); it is compared with the others on
+those rows only (paired).
+The rule (`choose_combiner`): candidates rank by complexity, base_rate < mean and members < stack; starting
+from the base rate, the best of the next level replaces the current choice only if its mean log loss on the
+rows both were scored on is lower than the current choice's by more than max(margin, z * SE) and no higher
+than any simpler level's best, SE the standard error of the mean paired loss difference
+(`_block_se`: differences summed per time stamp over the coins, time stamps in blocks of
+params["select_block"] taken as independent; the run passes max(24, 2h) bars, the block of its pooled skill
+test). margin = params["select_margin"] (the run passes its `ensemble_tolerance`, 0.001): the ensemble may
+lose that much, so a smaller gain is not worth a more complex combiner. z = params["select_z"] = 2: the best
+of up to six noisy members must clear two standard errors (the largest of six independent standard normals
+exceeds 1 two times in three, 2 about one time in eight). So base_rate wins ties and anything the inner
+validation cannot tell apart, a member must beat the base rate clearly, and the stack must beat the
+choice so far clearly and every simpler candidate.
+The chosen candidate is refitted on all the rows (only the stack needs fitting).
 
-Small inner-validation sets make that choice noisy, so a training run pools it across coins
-(`stack_selection` per coin -> `pooled_choice` -> `walk_forward_stack(choices=...)`): each candidate's summed
-inner-validation log loss over every coin's inner-validation rows of the same fold picks one combiner per
-fold, by the same rule; the stack itself is still fitted per coin. A coin's fold pools only the folds of other
-coins that start no later than its own (their meta training labels were all realized before it starts).
+A coin's few hundred meta rows make that choice noisy, so a training run pools it across coins
+(`stack_selection` per coin -> `pooled_choice` -> `walk_forward_stack(choices=...)`): each candidate's log
+losses over every coin's rows of the same fold pick one combiner per fold, by the same rule (rows of the coins
+at one time stamp count as one draw in the standard error); the stack itself is still fitted per coin. A
+coin's fold pools only the folds of other coins that start no later than its own (their meta training labels
+were all realized before it starts).
+Known bias: on a warmup (fold 0) the members' calibration maps were fitted on the very labels they are
+scored against, so the members look better there than out of sample and fold 0 leans towards them.
 
 Features (for k base families and the 4 regime posteriors of `models.regime.REGIMES`)
     logit:{fam}                  logit of the base P(up), clipped to [1e-4, 1 - 1e-4]          (k)
@@ -59,7 +70,7 @@ only by a combiner fitted with them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -102,22 +113,56 @@ def candidate_level(name: str) -> int:
     return 0 if name == "base_rate" else 2 if name == "stack" else 1
 
 
-def choose_combiner(mean_loss: Mapping[str, float], margin: float) -> str | None:
-    """The simplest candidate that no more complex one beats by more than `margin` in mean log loss.
+def choose_combiner(mean_loss: Mapping[str, float], margin: float,
+                    compare: Callable[[str, str], tuple[float, float | None]] | None = None, z: float = 2.0,
+                    trail: list | None = None) -> str | None:
+    """The simplest candidate unless a more complex one is clearly better.
 
-    Levels in order of complexity (`candidate_level`); the best of a level (lowest loss, then name) replaces
-    the choice only when its loss is below the best loss of every simpler level by more than `margin`.
-    None when there is no candidate."""
-    choice, floor = None, np.inf
+    Levels in order of complexity (`candidate_level`), starting from the best of the simplest level present.
+    The best of each next level (lowest loss, then name) replaces the current choice when its gain over it
+    (mean paired loss difference) exceeds max(`margin`, z * SE) and it loses to no simpler level's best.
+    `compare(a, b)` -> (mean loss of b minus a on the rows both were scored on, standard error of that
+    difference); None: the difference of `mean_loss` and no standard error (`margin` alone). `trail`, when a
+    list, receives each comparison made. None when there is no candidate."""
+    def cmp(a: str, b: str) -> tuple[float, float | None]:
+        return compare(a, b) if compare is not None else (mean_loss[b] - mean_loss[a], None)
+
+    choice, lower = None, []
     for level in range(3):
         names = sorted((c for c in mean_loss if candidate_level(c) == level), key=lambda c: (mean_loss[c], c))
         if not names:
             continue
         best = names[0]
-        if choice is None or mean_loss[best] < floor - margin:
+        if choice is None:
             choice = best
-        floor = min(floor, mean_loss[best])
+            lower.append(best)
+            continue
+        gain, se = cmp(best, choice)
+        need = margin if se is None else max(margin, z * se)
+        taken = bool(gain > need and all(cmp(best, s)[0] >= 0 for s in lower))
+        if trail is not None:
+            trail.append({"candidate": best, "against": choice, "gain": float(gain),
+                          "se": None if se is None or not np.isfinite(se) else float(se),
+                          "needed": float(need) if np.isfinite(need) else None, "taken": taken})
+        lower.append(best)
+        if taken:
+            choice = best
     return choice
+
+
+def _block_se(t: np.ndarray, d: np.ndarray, block: int) -> float:
+    """Standard error of mean(d) when rows sharing a time stamp (coins) and nearby time stamps are dependent:
+    d summed per time stamp, the stamps cut into consecutive blocks of `block`, the blocks taken as
+    independent (batch means). inf with fewer than two blocks: no evidence."""
+    stamps, inv = np.unique(t, return_inverse=True)
+    blk = (np.arange(len(stamps)) // max(1, int(block)))[inv]
+    k = int(blk.max()) + 1 if len(blk) else 0
+    if k < 2:
+        return float("inf")
+    sums = np.bincount(blk, weights=d, minlength=k)
+    rows = np.bincount(blk, minlength=k)
+    dbar = float(np.sum(d)) / len(d)
+    return float(np.sqrt(k / (k - 1) * np.sum((sums - rows * dbar) ** 2)) / len(d))
 
 
 class StackingMetaLearner:
@@ -125,17 +170,19 @@ class StackingMetaLearner:
 
     params: C (default 1.0), max_iter (1000), tol (1e-6), min_train_rows (50): fewer usable rows (or one
     class only) -> fallback to the equal-weight average of base probabilities; select_fraction (0.3): the
-    last share of the rows that chooses the combiner (0: always stack); select_margin (0.001): the mean
-    log loss a more complex candidate must win by (`choose_combiner`).
+    last share of the rows, where the stack fitted on the rows before is scored (0: never scored);
+    select_margin (0.001), select_z (2) and select_block (24 rows): a more complex candidate must win by
+    max(select_margin, select_z * SE) in mean log loss (`choose_combiner`).
     Rows with a non-finite base probability, posterior or label are ignored in `fit`.
     `regime_post=None` in fit stacks without regime gating.
-    `choice`: "base_rate", "mean", "member:<family>" or "stack"; `selection`: the inner-validation mean log
+    `choice`: "base_rate", "mean", "member:<family>" or "stack"; `selection`: the selection's mean log
     loss of each candidate on this learner's rows (also when the choice was made by a pooled selection);
     `base_rate`: the constant P(up) of the base_rate candidate (None in blobs written before it existed).
     """
 
     DEFAULTS: Mapping[str, Any] = {"C": 1.0, "max_iter": 1000, "tol": 1e-6, "min_train_rows": 50,
-                                   "select_fraction": 0.3, "select_margin": 0.001}
+                                   "select_fraction": 0.3, "select_margin": 0.001, "select_z": 2.0,
+                                   "select_block": 24}
 
     def __init__(self, params: Mapping[str, Any] | None = None, families: Sequence[str] = FAMILIES):
         self.params = {**self.DEFAULTS, **(params or {})}
@@ -199,12 +246,12 @@ class StackingMetaLearner:
 
     # -- fit / predict
     def fit(self, base_probs: np.ndarray, regime_post: np.ndarray | None, y: np.ndarray, *, seed: int,
-            choice: str | None = None, prior: float | None = None, val_prior: float | None = None,
+            choice: str | None = None, prior: float | None = None, row_prior: np.ndarray | None = None,
             selection: Mapping[str, float] | None = None) -> StackingMetaLearner:
         """Fit on the usable rows. `choice` forces the combiner (a pooled selection made it; `selection` is
-        then kept as the record of this learner's own inner-validation losses); None chooses it here.
-        `prior`: the base_rate candidate's constant (default: the mean usable label); `val_prior`: its
-        constant on the inner validation (default: the inner training part's mean label)."""
+        then kept as the record of this learner's own selection losses); None chooses it here.
+        `prior`: the base_rate candidate's constant (default: the mean usable label); `row_prior`: its value
+        at each given row when it is scored there (default: the mean of the earlier rows' labels)."""
         if choice is not None and choice not in self.candidates():
             raise CombinerError(f"combiner choice {choice!r} is not one of {self.candidates()}")
         P, R = self._check(base_probs, regime_post)
@@ -222,10 +269,11 @@ class StackingMetaLearner:
         self.fallback = False
         Pk, Rk = P[ok], None if R is None else R[ok]
         if choice is None:
-            record = self._inner_losses(Pk, Rk, yk, val_prior)
-            if record is not None:
-                self.selection = {c: v / record["n"] for c, v in record["loss"].items()}
-            choice = choose_combiner(self.selection, float(self.params["select_margin"])) or "stack"
+            record = self._inner_losses(Pk, Rk, yk, None if row_prior is None else np.asarray(row_prior)[ok],
+                                        None)
+            pooled = _pool([] if record is None else [record], self.params)
+            self.selection = pooled["selection"]
+            choice = pooled["choice"] or "stack"
         else:
             self.selection = {c: float(v) for c, v in (selection or {}).items()}
         self.choice = choice
@@ -244,33 +292,43 @@ class StackingMetaLearner:
         return np.asarray(model.coef_[0], dtype=float), float(model.intercept_[0])
 
     def selection_record(self, base_probs: np.ndarray, regime_post: np.ndarray | None, y: np.ndarray, *,
-                         seed: int, val_prior: float | None = None) -> dict[str, Any] | None:
-        """{"n": inner-validation rows, "loss": {candidate: summed log loss there}} on the usable rows, the
-        input of a pooled choice; None when the rows cannot be split into a viable inner part and a
-        two-class inner validation."""
+                         seed: int, row_prior: np.ndarray | None = None,
+                         row_time: np.ndarray | None = None) -> dict[str, Any] | None:
+        """{"n": usable rows, "loss": {candidate: summed log loss}, "count": {candidate: rows scored},
+        "rows": {candidate: log loss per row, NaN where not scored}, "t": the rows' times (`row_time`, else
+        their positions)} on the usable rows, the input of a pooled choice (`_inner_losses`); None when the
+        rows are not viable (too few, one class)."""
         P, R = self._check(base_probs, regime_post)
         ok = self.usable(P, R, y)
         yk = np.asarray(y, dtype=float)[ok].astype(np.int64)
         if not self._viable(yk):
             return None
         self.seed = int(seed)
-        return self._inner_losses(P[ok], None if R is None else R[ok], yk, val_prior)
+        return self._inner_losses(P[ok], None if R is None else R[ok], yk,
+                                  None if row_prior is None else np.asarray(row_prior, dtype=float)[ok],
+                                  None if row_time is None else np.asarray(row_time)[ok])
 
     def _inner_losses(self, P: np.ndarray, R: np.ndarray | None, y: np.ndarray,
-                      val_prior: float | None) -> dict[str, Any] | None:
-        """Every candidate's summed log loss on the last `select_fraction` of the rows (time order), the
-        stack fitted on the rows before them."""
+                      prior: np.ndarray | None, t: np.ndarray | None) -> dict[str, Any]:
+        """Log loss per row of every candidate: base_rate (`prior` per row, else the mean of the earlier
+        rows' labels), mean and members on every row; the stack, fitted on the rows before the last
+        `select_fraction`, on those last rows only (NaN elsewhere, everywhere when that split is not viable)."""
+        n = len(y)
+        if prior is None:
+            prior = np.r_[0.5, np.cumsum(y)[:-1] / np.arange(1, n)] if n else np.zeros(0)
+        cands = {"base_rate": prior, "mean": P.mean(axis=1)}
+        cands.update({f"member:{f}": P[:, i] for i, f in enumerate(self.families)})
+        rows = {name: _row_losses(y, p) for name, p in cands.items()}
+        rows["stack"] = np.full(n, np.nan)
         frac = float(self.params["select_fraction"])
-        cut = _inner_cut(len(y), frac)
-        if frac <= 0 or not self._viable(y[:cut]) or len(np.unique(y[cut:])) < 2:
-            return None
-        coef, b = self._fit_stack(P[:cut], None if R is None else R[:cut], y[:cut])
-        Pv, Rv, yv = P[cut:], None if R is None else R[cut:], y[cut:]
-        prior = float(np.mean(y[:cut])) if val_prior is None else float(val_prior)
-        cands = {"base_rate": np.full(len(yv), prior), "mean": Pv.mean(axis=1)}
-        cands.update({f"member:{f}": Pv[:, i] for i, f in enumerate(self.families)})
-        cands["stack"] = _sigmoid(row_linear(self._features(Pv, Rv), coef, b))
-        return {"n": int(len(yv)), "loss": {name: float(np.sum(_row_losses(yv, p))) for name, p in cands.items()}}
+        cut = _inner_cut(n, frac)
+        if frac > 0 and self._viable(y[:cut]) and cut < n:
+            coef, b = self._fit_stack(P[:cut], None if R is None else R[:cut], y[:cut])
+            z = row_linear(self._features(P[cut:], None if R is None else R[cut:]), coef, b)
+            rows["stack"][cut:] = _row_losses(y[cut:], _sigmoid(z))
+        return {"n": int(n), "loss": {c: float(np.nansum(v)) for c, v in rows.items()},
+                "count": {c: int(np.isfinite(v).sum()) for c, v in rows.items()}, "rows": rows,
+                "t": np.arange(n) if t is None else np.asarray(t)}
 
     def predict(self, base_probs: np.ndarray, regime_post: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(p_up, confidence); confidence = |2 p_up - 1|. Fallback: p_up = mean of base probabilities."""
@@ -347,6 +405,17 @@ def _plain(x: Any) -> Any:
     return x.item() if hasattr(x, "item") else x
 
 
+def _climate_rows(climatology: tuple[np.ndarray, np.ndarray], times: np.ndarray) -> np.ndarray:
+    """The climatology at each time: mean of the labels realized strictly before it (0.5 before any)."""
+    label_time, labels = climatology
+    ok = np.isfinite(labels)
+    order = np.argsort(label_time[ok], kind="stable")
+    known_time = label_time[ok][order]
+    csum = np.r_[0.0, np.cumsum(labels[ok][order])]
+    k = np.searchsorted(known_time, np.asarray(times), side="left")
+    return np.where(k > 0, csum[k] / np.maximum(k, 1), 0.5)
+
+
 def _climate(climatology: tuple[np.ndarray, np.ndarray] | None, t: Any) -> float | None:
     """Mean of the climatology labels realized strictly before time t (None: no climatology or no label)."""
     if climatology is None:
@@ -359,9 +428,9 @@ def _climate(climatology: tuple[np.ndarray, np.ndarray] | None, t: Any) -> float
 def _fold_plans(fold_ids, base_probs, regime_post, y, families, seed, params, row_time, label_time, warmup,
                 climatology) -> list[dict[str, Any]]:
     """Per fold (ascending): its test mask and the rows its meta-learner learns from (earlier folds' rows
-    realized before its first test row, or its warmup when those are not viable), with the base-rate
-    constants from the climatology: at the fold's first test row (`prior`) and at the first inner-validation
-    row (`val_prior`, only when those rows' times are known)."""
+    realized before its first test row, or its warmup when those are not viable), with the base rate from
+    the climatology: at the fold's first test row (`prior`, served) and at each meta row (`row_prior`, only
+    when those rows' times are known, to score the base-rate candidate there)."""
     fold_ids = np.asarray(fold_ids)
     P = np.asarray(base_probs, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -379,7 +448,6 @@ def _fold_plans(fold_ids, base_probs, regime_post, y, families, seed, params, ro
             raise ValueError("climatology needs row_time and label_time (the base rate is known by time)")
         climatology = (np.asarray(climatology[0]), np.asarray(climatology[1], dtype=float))
     probe = StackingMetaLearner(params, families=families)
-    frac = float(probe.params["select_fraction"])
     plans = []
     for f in np.unique(fold_ids):                        # ascending
         test = fold_ids == f
@@ -396,19 +464,17 @@ def _fold_plans(fold_ids, base_probs, regime_post, y, families, seed, params, ro
             mP, mR, my = np.asarray(w[0], dtype=float), None, np.asarray(w[1], dtype=float)
             mt = np.asarray(w[2]) if len(w) > 2 else None
             ok = probe.usable(mP, None, my)
-        n = int(ok.sum())
-        cut = _inner_cut(n, frac)
-        val_prior = _climate(climatology, mt[ok][cut]) if mt is not None and cut < n else None
+        row_prior = _climate_rows(climatology, mt) if climatology is not None and mt is not None else None
         plans.append({"key": key, "test": test, "start": start, "seed": derive_seed(seed, "stacking", f),
-                      "P": mP, "R": mR, "y": my, "prior": _climate(climatology, start), "val_prior": val_prior})
+                      "P": mP, "R": mR, "y": my, "t": mt, "prior": _climate(climatology, start),
+                      "row_prior": row_prior})
     return plans
 
 
 def _record(plan: Mapping[str, Any], params, families) -> dict[str, Any]:
     rec = StackingMetaLearner(params, families=families).selection_record(
-        plan["P"], plan["R"], plan["y"], seed=plan["seed"], val_prior=plan["val_prior"])
-    return {"test_start": plan["start"], "n": 0 if rec is None else rec["n"],
-            "loss": None if rec is None else rec["loss"]}
+        plan["P"], plan["R"], plan["y"], seed=plan["seed"], row_prior=plan["row_prior"], row_time=plan["t"])
+    return {"test_start": plan["start"], **({"n": 0, "loss": None} if rec is None else rec)}
 
 
 def stack_selection(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post: np.ndarray | None,
@@ -418,32 +484,52 @@ def stack_selection(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post: n
                     warmup: Mapping[Any, tuple[np.ndarray, ...]] | None = None,
                     climatology: tuple[np.ndarray, np.ndarray] | None = None) -> dict[Any, dict[str, Any]]:
     """Pass 1 of a pooled choice, for one coin: per fold, {"test_start" (first test row time, or the fold id
-    without row_time), "n" (inner-validation rows), "loss" ({candidate: summed log loss}, None when the
-    fold's meta training rows allow no inner selection)}. Same arguments as `walk_forward_stack`."""
+    without row_time), "n" (meta rows), "loss" ({candidate: summed log loss}, None when the fold's meta
+    rows are not viable), "count" ({candidate: rows scored}), "rows" ({candidate: log loss per row, NaN where
+    not scored}) and "t" (the rows' times)}. Same arguments as `walk_forward_stack`."""
     plans = _fold_plans(fold_ids, base_probs, regime_post, y, families, seed, params, row_time, label_time,
                         warmup, climatology)
     return {p["key"]: _record(p, params, families) for p in plans}
 
 
-def _pool(records: list[Mapping[str, Any]], margin: float) -> dict[str, Any]:
+def _pool(records: list[Mapping[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Pool selection records: mean log loss per common candidate over the rows it was scored on, and the
+    rule's choice from paired differences on common rows with their standard errors (`_block_se`)."""
     if not records:
-        return {"choice": None, "n": 0, "coins": 0, "selection": {}}
+        return {"choice": None, "n": 0, "coins": 0, "selection": {}, "tests": []}
+    p = {**StackingMetaLearner.DEFAULTS, **params}
     names = sorted(set.intersection(*(set(r["loss"]) for r in records)))
-    n = sum(int(r["n"]) for r in records)
-    selection = {c: float(sum(r["loss"][c] for r in records) / n) for c in names}
-    return {"choice": choose_combiner(selection, margin), "n": n, "coins": len(records), "selection": selection}
+    count = {c: sum(int(r["count"][c]) for r in records) for c in names}
+    selection = {c: float(sum(r["loss"][c] for r in records) / count[c]) for c in names if count[c] > 0}
+    t = np.concatenate([np.asarray(r["t"]) for r in records])
+    rows = {c: np.concatenate([r["rows"][c] for r in records]) for c in selection}
+
+    def compare(a: str, b: str) -> tuple[float, float]:
+        both = np.isfinite(rows[a]) & np.isfinite(rows[b])
+        if not both.any():
+            return -np.inf, np.inf
+        d = rows[a][both] - rows[b][both]
+        return -float(np.sum(d)) / len(d), _block_se(t[both], d, int(p["select_block"]))
+
+    trail: list = []
+    choice = choose_combiner(selection, float(p["select_margin"]), compare, float(p["select_z"]), trail)
+    return {"choice": choice, "n": sum(int(r["n"]) for r in records), "coins": len(records),
+            "selection": selection, "tests": trail}
 
 
-def pooled_choice(records: Mapping[Any, Mapping[Any, Mapping[str, Any]]], margin: float
-                  ) -> dict[Any, dict[Any, dict[str, Any]]]:
-    """One combiner per (coin, fold) from every coin's inner-validation losses (`stack_selection`).
+def pooled_choice(records: Mapping[Any, Mapping[Any, Mapping[str, Any]]],
+                  params: Mapping[str, Any] | None = None) -> dict[Any, dict[Any, dict[str, Any]]]:
+    """One combiner per (coin, fold) from every coin's selection losses (`stack_selection`).
 
     For coin c's fold k: from each coin (c included) the record of its latest fold that has losses and
     starts no later than c's fold k (so every label it holds was realized before c's fold k starts);
     summed log losses / summed rows = pooled mean log loss per candidate (candidates common to all those
-    records); `choose_combiner` with `margin`. With aligned folds every coin gets the same choice per fold.
-    Returns {coin: {fold: {"choice" (None: no record to pool), "n", "coins", "selection"}}}; coins in sorted
-    order, so the sums do not depend on the order given."""
+    records); `choose_combiner` with the meta-learner params' select_margin, select_z and select_block, the
+    paired differences and their standard errors from the pooled rows (rows of different coins at one time
+    stamp count as one draw).
+    With aligned folds every coin gets the same choice per fold.
+    Returns {coin: {fold: {"choice" (None: no record to pool), "n", "coins", "selection", "tests" (the
+    comparisons made)}}}; coins in sorted order, so the result does not depend on the order given."""
     coins = sorted(records, key=str)
     out: dict[Any, dict[Any, dict[str, Any]]] = {}
     for coin in coins:
@@ -454,7 +540,7 @@ def pooled_choice(records: Mapping[Any, Mapping[Any, Mapping[str, Any]]], margin
                 known = [r for r in records[other].values() if r["loss"] and r["test_start"] <= rec["test_start"]]
                 if known:
                     pool.append(max(known, key=lambda r: r["test_start"]))
-            out[coin][key] = _pool(pool, margin)
+            out[coin][key] = _pool(pool, params or {})
     return out
 
 
@@ -471,7 +557,7 @@ def walk_forward_stack(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post
     ignored). With `row_time` (decision time per row) and `label_time` (time its label is realized), an
     earlier-fold row is also dropped unless label_time < the first row_time of fold f (realized strictly before): the embargo.
     Returns (p_up, confidence, per_fold) where per_fold[f] = {"fallback", "choice" (served), "coin_choice"
-    (what this coin's own inner validation picks), "selection" (its inner-validation mean log losses),
+    (what this coin's own selection picks), "selection" (its selection's mean log losses),
     "base_rate", "use_regime", "n_train", "weights", "family_weights"}; fold 0 (and any fold without enough
     realized history or warmup) has fallback=True and p_up = the equal-weight average of the base probabilities.
     `models`, when given a list, receives each fold's fitted meta-learner in fold order (the last one is
@@ -485,8 +571,7 @@ def walk_forward_stack(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post
     plans = _fold_plans(fold_ids, base_probs, regime_post, y, families, seed, params, row_time, label_time,
                         warmup, climatology)
     records = {p["key"]: _record(p, params, families) for p in plans}
-    margin = float(StackingMetaLearner(params, families=families).params["select_margin"])
-    own = pooled_choice({0: records}, margin)[0]
+    own = pooled_choice({0: records}, params)[0]
     P = np.asarray(base_probs, dtype=float)
     R = None if regime_post is None else np.asarray(regime_post, dtype=float)
     p_up = np.full(len(P), np.nan)
@@ -495,12 +580,13 @@ def walk_forward_stack(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post
     for plan in plans:
         key, test = plan["key"], plan["test"]
         rec = records[key]
-        mine = {} if rec["loss"] is None else {c: v / rec["n"] for c, v in rec["loss"].items()}
+        mine = {} if rec["loss"] is None else {c: v / rec["count"][c] for c, v in rec["loss"].items()
+                                               if rec["count"][c]}
         coin_choice = own[key]["choice"]
         chosen = (choices or {}).get(key) or coin_choice
         meta = StackingMetaLearner(params, families=families).fit(
             plan["P"], plan["R"], plan["y"], seed=plan["seed"], choice=chosen, prior=plan["prior"],
-            val_prior=plan["val_prior"], selection=mine)
+            row_prior=plan["row_prior"], selection=mine)
         p_up[test], conf[test] = meta.predict(P[test], None if R is None else R[test])
         if models is not None:
             models.append(meta)

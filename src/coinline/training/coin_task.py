@@ -7,7 +7,7 @@ longest horizon. Concatenating the test-row predictions of all folds gives one o
 test row. The meta-learner for fold k is then fitted on the out-of-fold predictions of folds < k only
 (`walk_forward_stack`), so no prediction ever uses a label it is scored against. Which combiner fold k
 serves (base rate, mean, one member or the stack) is chosen across coins: `stack_selection` gives this
-coin's inner-validation losses, `models.stacking.pooled_choice` pools them over the run's coins, and
+coin's per-row selection losses, `models.stacking.pooled_choice` pools them over the run's coins, and
 `finish_coin(..., pooled=...)` serves the pooled choice (the stack itself is fitted on this coin's rows).
 
 Pure function of its inputs (frame, config, tuned parameters, seeds): a Ray task runs it unchanged.
@@ -90,7 +90,7 @@ def finish_coin(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_p
                 pooled: dict[int, dict[str, Any]] | None = None) -> CoinResult:
     """Stack the specialists' out-of-fold predictions (gated by the regime posteriors) and compute the coin's
     metric package. Needs the global regime model's posteriors, so it runs after both are trained.
-    `pooled`: this coin's entry of `pooled_choice` ({fold: {"choice", "n", "coins", "selection"}}), the
+    `pooled`: this coin's entry of `pooled_choice` ({fold: {"choice", "n", "coins", "selection", "tests"}}), the
     combiner each fold serves; None: the coin's own choice."""
     _stack(frame, cfg, result, regime_post, pooled)
     result.metrics, result.base_rate = coin_metrics(frame, cfg, result)
@@ -202,13 +202,21 @@ def _stack_inputs(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime
     args = (result.oos_fold[h], base, post, y, fams, derive_seed(cfg.seed, frame.symbol, "stack"))
     kwargs = {"row_time": row_time, "label_time": row_time + delay, "warmup": warmup,
               "climatology": climatology,
-              "params": {"C": cfg.stacking_c, "select_margin": cfg.ensemble_tolerance}}
+              "params": stacking_params(cfg)}
     return args, kwargs
+
+
+def stacking_params(cfg: TrainConfig) -> dict[str, Any]:
+    """The meta-learner's parameters in a run: L2 strength cfg.stacking_c; a more complex combiner must win by
+    max(cfg.ensemble_tolerance, 2 standard errors), the errors from blocks of max(24, 2h) bars (the block of
+    the run's pooled skill test)."""
+    return {"C": cfg.stacking_c, "select_margin": cfg.ensemble_tolerance,
+            "select_block": max(24, 2 * cfg.primary_horizon)}
 
 
 def stacking_record(frame: CoinFrame, cfg: TrainConfig, result: CoinResult,
                     regime_post: np.ndarray) -> dict[int, dict[str, Any]]:
-    """Pass 1 of the pooled combiner choice: this coin's per-fold inner-validation losses of every
+    """Pass 1 of the pooled combiner choice: this coin's per-fold selection losses of every
     candidate (`models.stacking.stack_selection`); {} when the coin has no primary-horizon predictions."""
     inputs = _stack_inputs(frame, cfg, result, regime_post)
     return {} if inputs is None else stack_selection(*inputs[0], **inputs[1])
@@ -224,7 +232,8 @@ def _stack(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: 
     p, conf, weights = walk_forward_stack(*inputs[0], **inputs[1], models=metas, choices=choices)
     for k, v in (pooled or {}).items():
         if k in weights:
-            weights[k]["pooled"] = {"n": v["n"], "coins": v["coins"], "selection": v["selection"]}
+            weights[k]["pooled"] = {"n": v["n"], "coins": v["coins"], "selection": v["selection"],
+                                    "tests": v["tests"]}
     result.ensemble = {"p": p, "confidence": conf}
     result.stacking_weights = weights
     result.final_meta = metas[-1].to_bytes() if metas else b""

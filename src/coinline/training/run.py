@@ -32,6 +32,7 @@ from coinline.training.coin_task import (
     CoinResult,
     coin_folds,
     finish_coin,
+    stacking_params,
     stacking_record,
     train_specialists,
 )
@@ -115,14 +116,14 @@ def _finish_one(item: tuple[CoinFrame, CoinResult, np.ndarray, dict | None], cfg
 
 def finish_coins(frames: dict[str, CoinFrame], specialists: list[CoinResult], regime: RegimeResult,
                  cfg: TrainConfig, workers: int | None) -> list[CoinResult]:
-    """The ensemble step of every coin: each coin's inner-validation losses per fold (cheap logistic fits,
-    here), one combiner per fold pooled over the coins (`models.stacking.pooled_choice`, margin
-    cfg.ensemble_tolerance), then per coin (Ray tasks) the stack fitted on its own rows, the pooled combiner
-    served, and the coin's metric package. Pooled because a per-coin choice on a few hundred inner-validation
+    """The ensemble step of every coin: each coin's selection losses per fold (cheap logistic fits,
+    here), one combiner per fold pooled over the coins (`models.stacking.pooled_choice` under
+    `stacking_params`), then per coin (Ray tasks) the stack fitted on its own rows, the pooled combiner
+    served, and the coin's metric package. Pooled because a per-coin choice on a few hundred
     rows picks whichever candidate got lucky."""
     posts = {r.symbol: posteriors_for(frames[r.symbol].times, regime) for r in specialists}
     records = {r.symbol: stacking_record(frames[r.symbol], cfg, r, posts[r.symbol]) for r in specialists}
-    pooled = pooled_choice(records, cfg.ensemble_tolerance)
+    pooled = pooled_choice(records, stacking_params(cfg))
     items = [(frames[r.symbol], r, posts[r.symbol], pooled.get(r.symbol)) for r in specialists]
     return map_tasks(_finish_one, items, shared=(cfg,), workers=workers)
 
@@ -308,7 +309,7 @@ def ensemble_check(frames, results, cfg) -> dict[str, Any]:
     the base rate (the climatology P(up) the skill tests use)? Per coin and pooled over coins.
     `worse_beyond_tolerance` / `worse_than_base_rate_beyond_tolerance` list the coins where it loses by more
     than cfg.ensemble_tolerance in log loss. Per coin, `fold_combiners` is the combiner each fold served (the
-    pooled choice) and `coin_fold_combiners` what the coin's own inner validation would have picked;
+    pooled choice) and `coin_fold_combiners` what the coin's own selection would have picked;
     `fold_combiners` at the top counts, per fold, the coins serving each combiner."""
     from coinline.evaluation.metrics import classification_metrics
 
