@@ -145,7 +145,8 @@ def run(seeds: int | None = None) -> dict[str, Any]:
             "served_tests": sum(len(r["served"]) for r in rows),
             "any_model_significant": sum(r["significant_any"] for r in rows), "model_tests": sum(r["tests"] for r in rows),
             "ece_max": max(eces) if eces else None, "ece_median": float(np.median(eces)) if eces else None,
-            "seconds": time.perf_counter() - t0, "load_average": os.getloadavg(), "rows": rows}
+            "seconds": time.perf_counter() - t0, "load_average": os.getloadavg(), "rows": rows,
+            "ratios": {"promoted/markets": sum(r["decision"] == "PROMOTE" for r in rows) / max(len(rows), 1)}}
 
 
 def main(argv: list[str] | None = None) -> int:

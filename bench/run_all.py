@@ -25,6 +25,7 @@ from bench import (
     backfill_rss,
     forecasting,
     ingest_throughput,
+    random_walks,
     real_study,
     staged_training,
     sync_noop,
@@ -42,6 +43,7 @@ BENCHMARKS = {
     "staged_training": lambda opts: staged_training.run(),
     "forecasting": lambda opts: forecasting.run(),
     "real_study": lambda opts: real_study.run(),
+    "random_walks": lambda opts: random_walks.run(),
 }
 
 
@@ -135,6 +137,12 @@ def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                  f"{s['read_seconds']:.2f} s", fmt_ratio(x["scoring/read"])),
                 (name, f"  set-up: lake + one training run ({u['coins']} coins)", f"{u['seconds']:.0f} s", "", ""),
                 (name, "  load average start / end (single run)", r["load_average_start"], r["load_average_end"], "")]
+    if name == "random_walks":
+        return [(name, f"markets promoted (goal 0; {r['seeds']} seeds x independent/correlated)", str(r["promoted"]),
+                 str(r["markets"]), fmt_ratio(x["promoted/markets"])),
+                (name, "  served horizons significant vs base rate (Holm)", str(r["served_significant"]),
+                 str(r["served_tests"]), ""),
+                (name, "  served ECE median / max (goal <= 0.02)", f"{r['ece_median']:.4f}", f"{r['ece_max']:.4f}", "")]
     if name == "real_study":
         if "skipped" in r:
             return [(name, "skipped", r["skipped"][:60], "", "")]
