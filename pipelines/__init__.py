@@ -6,6 +6,7 @@
                         validate -> forecast (champion + shadows, newest closed candle)
     train_and_promote   plan -> per interval [materialize -> train -> report -> promote]
     full                backfill's ingest -> validate -> per interval [materialize -> train -> report -> promote]
+    maintain            compaction, VACUUM (keeping every pinned dataset version), checkpoints of the lake
 
 Every pipeline runs inside an ExitHandler whose `notify_status` step records the final state. Schedules
 (`pipelines/schedules.py`) are made through the KFP API, not compiled into the specs.
@@ -13,6 +14,7 @@ Every pipeline runs inside an ExitHandler whose `notify_status` step records the
 
 from pipelines.backfill import backfill_pipeline
 from pipelines.full import full_pipeline
+from pipelines.maintain import maintain_pipeline
 from pipelines.sync import sync_pipeline
 from pipelines.train_and_promote import train_and_promote_pipeline
 
@@ -21,6 +23,8 @@ PIPELINES = {
     "sync": sync_pipeline,
     "train_and_promote": train_and_promote_pipeline,
     "full": full_pipeline,
+    "maintain": maintain_pipeline,
 }
 
-__all__ = ["PIPELINES", "backfill_pipeline", "full_pipeline", "sync_pipeline", "train_and_promote_pipeline"]
+__all__ = ["PIPELINES", "backfill_pipeline", "full_pipeline", "maintain_pipeline", "sync_pipeline",
+           "train_and_promote_pipeline"]

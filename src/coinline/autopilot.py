@@ -21,6 +21,9 @@ Each cycle (at time `now` from the injected clock):
      candidate leaves the active run, and its drift, in place: without a cooldown every cycle would retrain).
   4. the cycle report (ingestion, schedule, drift report, triggers, retraining outcome) is written to
      `autopilot/cycles/<time>.json`; then sleep until the next candle closes (plus a grace).
+  Lake maintenance (`coinline.lake.maintain`: compaction, VACUUM keeping every pinned dataset version,
+  checkpoints) runs in the cycle, after forecasting, once `maintain_every` (follow: MAINTAIN_EVERY, daily)
+  has passed since the last one (`last_maintenance_at` in the state; a first follower starts the clock).
 
 Policy changes (universe version, thresholds policy, historical provider) are checked once at start:
 an unapproved change raises ConfigError (`coinline.promotion.approvals`).
@@ -62,6 +65,7 @@ log = logging.getLogger("coinline")
 
 STATE = "autopilot/state.json"
 CYCLES_DIR = "autopilot/cycles"
+MAINTAIN_EVERY = timedelta(hours=24)   # follow's lake maintenance: compaction keeps a day of small files
 TREE_FAMILIES = ("xgboost", "lightgbm", "random_forest")
 MONITORABLE = (*TREE_FAMILIES, "lstm", "transformer")
 _LAZY: Any = object()
@@ -442,7 +446,7 @@ class Autopilot:
                  symbols: list[str] | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  train_fn: Callable[..., Any] | None = None, promote: Any = _LAZY,
                  reference: Callable[[Any], tuple[str | None, str]] = reference_run, name: str = "autopilot",
-                 promotion_policy: Any = _LAZY):
+                 promotion_policy: Any = _LAZY, maintain_every: timedelta | None = None):
         from coinline.training.config import load_train_config
 
         self.app, self.lake, self.clock, self.name = app, app.lake, clock, name
@@ -460,6 +464,7 @@ class Autopilot:
         self._hist = None
         self._materialized: tuple[tuple[int, ...], str] | None = None
         self._drift_cache: dict[str, Any] = {}
+        self.maintain_every = maintain_every
 
     # -- steps
     def ingest(self, now: datetime) -> dict[str, Any]:
@@ -491,6 +496,26 @@ class Autopilot:
             return {"error": str(exc)}
         out.pop("batches", None)
         return out
+
+    def maintain(self, now: datetime) -> dict[str, Any] | None:
+        """Lake maintenance when `maintain_every` has passed since the last (None: not due, or disabled). A
+        failure, or another maintainer holding the lease, is reported and never stops the cycle."""
+        from coinline.lake.maintain import maintain, summary_rows
+
+        if self.maintain_every is None:
+            return None
+        last = self.state().get("last_maintenance_at")
+        if last is None or now - datetime.fromisoformat(last) < self.maintain_every:
+            if last is None:  # the first follower starts the clock: a fresh lake has nothing to compact
+                self.lake.write_json(STATE, {**self.state(), "last_maintenance_at": _iso(now)})
+            return None
+        try:
+            record = maintain(self.lake, now=now, clock=self.clock)
+        except CoinlineError as exc:
+            log.warning("autopilot: lake maintenance failed: %s", exc)
+            return {"error": str(exc)}
+        self.lake.write_json(STATE, {**self.state(), "last_maintenance_at": _iso(now)})
+        return {"record": record["record"], "changed": record["changed"], "tables": summary_rows(record)}
 
     def materialize(self, now: datetime) -> str:
         """The dataset of the lake as it is now; re-materialized only when the raw / corrections / known-gaps
@@ -616,6 +641,9 @@ class Autopilot:
         report: dict[str, Any] = {"cycle": index, "follower": self.name, "now": _iso(now)}
         report["ingest"] = self.ingest(now)
         report["forecast"] = self.forecast(now)
+        maintenance = self.maintain(now)
+        if maintenance is not None:
+            report["maintenance"] = maintenance
         if not self.settings.enable_autonomous_retraining:
             report["retraining"] = "disabled (ENABLE_AUTONOMOUS_RETRAINING=false)"
             return self._write(report, now)
@@ -664,16 +692,18 @@ def follow(app: App, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC
            policy: RetrainPolicy | None = None, train_config=None, symbols: list[str] | None = None,
            train_fn: Callable[..., Any] | None = None, promote: Any = _LAZY,
            reference: Callable[[Any], tuple[str | None, str]] = reference_run, grace_s: float = 5.0,
-           promotion_policy: Any = _LAZY,
+           promotion_policy: Any = _LAZY, maintain_every: timedelta | None = MAINTAIN_EVERY,
            on_cycle: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Run cycles until `max_cycles` (None: forever); returns the cycle reports. Refuses to start when
-    ENABLE_CONTINUOUS_INGESTION is false or a governed policy changed without approval."""
+    ENABLE_CONTINUOUS_INGESTION is false or a governed policy changed without approval. `maintain_every`:
+    lake maintenance cadence (None: never; a cluster's maintain CronWorkflow may own it instead)."""
     from coinline.ingest.backfill import next_close
 
     if not app.settings.enable_continuous_ingestion:
         raise ConfigError("ENABLE_CONTINUOUS_INGESTION=false: refusing to follow")
     pilot = Autopilot(app, policy=policy, train_config=train_config, symbols=symbols, clock=clock,
-                      train_fn=train_fn, promote=promote, reference=reference, promotion_policy=promotion_policy)
+                      train_fn=train_fn, promote=promote, reference=reference, promotion_policy=promotion_policy,
+                      maintain_every=maintain_every)
     require_policy_approvals(app, pilot.policy, now=clock(), promotion_policy=pilot.promotion_policy)
     reports: list[dict[str, Any]] = []
     while max_cycles is None or len(reports) < max_cycles:
@@ -707,6 +737,10 @@ def summary_line(report: Mapping[str, Any]) -> str:
         parts.append(f"forecast error: {fc['error'][:200]}")
     if "dataset_id" in report:
         parts.append(f"dataset {report['dataset_id']}")
+    maintenance = report.get("maintenance") or {}
+    if maintenance:
+        parts.append(f"lake maintenance failed: {maintenance['error'][:200]}" if "error" in maintenance
+                     else f"lake maintained ({maintenance['record']})")
     if report.get("triggers"):
         parts.append(f"triggers {', '.join(report['triggers'])}")
     retrain = report.get("retrain")

@@ -27,6 +27,7 @@ SCHEDULES = {  # values key -> (object name suffix, component, default coinline 
     "retrain": ("retrain", "retrain", ["retrain", "--trigger", "schedule"]),
     "driftCheck": ("drift-check", "drift-check", ["retrain", "--trigger", "drift"]),
     "run": ("run", "run", ["run"]),
+    "maintain": ("maintain", "maintain", ["maintain"]),
 }
 CRD_GROUPS = ("argoproj.io/", "ray.io/")  # no bundled schema: checked structurally
 
@@ -146,10 +147,10 @@ def test_chart_lints_strictly_with_each_values_file(helm_run, values_file):
     helm_run("lint", "--strict", str(CHART), *args)
 
 
-def test_default_render_is_five_cronworkflows_and_their_plumbing(render):
+def test_default_render_is_six_cronworkflows_and_their_plumbing(render):
     r = render()
     assert r.kinds() == sorted(["ConfigMap", "NetworkPolicy", "Role", "RoleBinding", "ServiceAccount", "Secret"]
-                               + ["CronWorkflow"] * 5)  # the Secret: the executor's token, see below
+                               + ["CronWorkflow"] * 6)  # the Secret: the executor's token, see below
 
 
 def test_every_toggle_renders_its_workload(render):
@@ -212,7 +213,7 @@ def test_secret_variables_come_from_the_existing_secret_by_key(render):
     r = render({"secret": {"existingSecret": "my-keys"}, "scheduler": "cronjob", "syncFollow": {"enabled": True}})
     secret_vars = [k for k in env_example() if SECRET_VAR.search(k)]
     found = [(w, c) for w, c, _ in containers(r)]
-    assert len(found) == 6  # five CronJobs and the follower
+    assert len(found) == 7  # six CronJobs and the follower
     for where, c in found:
         env = env_of(c)
         for var in secret_vars:
@@ -351,7 +352,7 @@ def test_the_follower_needs_continuous_ingestion(render):
 
 # --- recurring work: Argo CronWorkflows (default) -------------------------------------------------------
 
-def test_cronworkflows_run_the_five_commands_on_their_default_schedules(render):
+def test_cronworkflows_run_the_six_commands_on_their_default_schedules(render):
     r = render(release="coinline")
     cwfs = {d["metadata"]["name"]: d for d in r.of("CronWorkflow")}
     assert sorted(cwfs) == sorted(f"coinline-{suffix}" for suffix, _, _ in SCHEDULES.values())
@@ -365,6 +366,7 @@ def test_cronworkflows_run_the_five_commands_on_their_default_schedules(render):
     assert cron_of(cwfs["coinline-retrain"]) == "0 4 * * 1"                       # Mondays 04:00
     assert cron_of(cwfs["coinline-drift-check"]).split()[1:] == ["*/6", "*", "*", "*"]  # every 6 hours
     assert cron_of(cwfs["coinline-run"]).split()[2:] == ["*", "*", "*"]           # daily
+    assert cron_of(cwfs["coinline-maintain"]) == "0 5 * * 0"                      # Sundays 05:00
     suspended = {name for name, d in cwfs.items() if d["spec"]["suspend"]}
     assert suspended == {"coinline-run"}  # submitted by hand first; retraining belongs to retrain/drift-check
 
@@ -373,7 +375,7 @@ def test_cronworkflows_run_the_five_commands_on_their_default_schedules(render):
 def test_cronworkflows_are_structurally_complete(render, name):
     r = render(VALUES_FILES[name])
     cwfs = r.of("CronWorkflow")
-    assert len(cwfs) == 5
+    assert len(cwfs) == 6
     sa = r.one("ServiceAccount")["metadata"]["name"]
     for cwf in cwfs:
         where, spec = cwf["metadata"]["name"], cwf["spec"]
@@ -440,7 +442,7 @@ def test_every_scheduled_command_is_one_the_cli_accepts(render, name):
     r = render(VALUES_FILES[name])
     pods = [workflow_pod(d, t["name"]) for d in r.of("CronWorkflow") for t in container_templates(d)] + [
         d["spec"]["jobTemplate"]["spec"]["template"]["spec"] for d in r.of("CronJob")]
-    assert len(pods) == (6 if name == "defaults" else 5)  # defaults: the sync workflow's forecast step too
+    assert len(pods) == (7 if name == "defaults" else 6)  # defaults: the sync workflow's forecast step too
     for pod in pods:
         args = pod["containers"][0]["args"]
         parsed = build_parser().parse_args(args)  # argparse exits 2 on an unknown verb or option
@@ -550,7 +552,7 @@ def test_cronjob_scheduler_renders_the_same_commands_as_cronjobs(render):
     r = render({"scheduler": "cronjob"})
     assert r.of("CronWorkflow") == []
     jobs = {d["metadata"]["name"]: d for d in r.of("CronJob")}
-    assert len(jobs) == 5
+    assert len(jobs) == 6
     argo = {d["metadata"]["name"]: d for d in render().of("CronWorkflow")}
     for name, cj in jobs.items():
         spec = cj["spec"]
@@ -567,7 +569,7 @@ def test_cronjob_scheduler_renders_the_same_commands_as_cronjobs(render):
 def test_schedule_names_fit_the_52_character_limit_at_the_longest_fullname(render, scheduler):
     r = render({"fullnameOverride": "x" * 60, "scheduler": scheduler})
     docs = r.of("CronWorkflow") + r.of("CronJob")
-    assert len(docs) == 5
+    assert len(docs) == 6
     for doc in docs:
         assert len(doc["metadata"]["name"]) <= 52, doc["metadata"]["name"]
 
@@ -724,7 +726,7 @@ def test_kind_values_keep_the_contract_of_the_e2e_suite(render):
     ports = {p["port"] for rule in r.one("NetworkPolicy", "-app")["spec"]["egress"] for p in rule["ports"]}
     assert 443 not in ports and 9000 in ports  # replay needs no internet; MinIO is reachable
     jobs = r.of("CronJob")
-    assert len(jobs) == 5 and all(j["spec"]["suspend"] for j in jobs)  # no Argo on kind; started by hand
+    assert len(jobs) == 6 and all(j["spec"]["suspend"] for j in jobs)  # no Argo on kind; started by hand
     for where, c, _ in containers(r):
         assert gib(c["resources"]["limits"]["memory"]) <= 4, where  # small
 

@@ -171,6 +171,7 @@ universeRefresh: {suffix: universe, component: universe-refresh}
 retrain: {suffix: retrain, component: retrain}
 driftCheck: {suffix: drift-check, component: drift-check}
 run: {suffix: run, component: run}
+maintain: {suffix: maintain, component: maintain}
 {{- end }}
 
 {{/* Every component label of a coinline (not Ray, not MinIO) pod, for the NetworkPolicies. */}}
