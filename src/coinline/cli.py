@@ -275,10 +275,24 @@ def cmd_doctor(args) -> int:
     return 0 if report["healthy"] else 1
 
 
+def cmd_maintain(args) -> int:
+    """Compact, VACUUM (keeping every table version a dataset pins) and checkpoint the lake's tables; every
+    run is recorded under maintenance/ (see coinline.lake.maintain). --dry-run prints the plan only."""
+    from coinline.lake.maintain import DEFAULT_RETENTION_HOURS, maintain, summary_rows
+
+    lake, now = _lake_now(args)
+    hours = DEFAULT_RETENTION_HOURS if args.retention_hours is None else args.retention_hours
+    record = maintain(lake, now=now, dry_run=args.dry_run, retention_hours=hours)
+    rows = summary_rows(record)
+    head = "plan (dry run: nothing changed)" if record["dry_run"] else f"recorded in {record['record']}"
+    _print(record, args.json, f"maintain: {head}\n" + _table(rows, list(rows[0]) if rows else []))
+    return 0
+
+
 def cmd_validate(args) -> int:
     from coinline.quality.lake_checks import validate_lake
 
-    with _app(args) as app:
+    with _app(args, providers=False) as app:
         results = validate_lake(app.lake, gap_tolerance=app.settings.gap_tolerance)
     rows = [{"suite": r.suite, "success": r.success, "rows": r.row_count, "summary": r.summary()} for r in results]
     _print(rows, args.json, _table(rows, ["suite", "success", "rows", "summary"]))
@@ -740,6 +754,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = verb("doctor", cmd_doctor, "check the lake's tables, logs, checkpoints and leases; --repair fixes the safe ones")
     sp.add_argument("--repair", action="store_true",
                     help="quarantine damaged log entries and checkpoints, re-commit their rows, clean stale leases")
+    sp = verb("maintain", cmd_maintain, "compact the lake's tables, vacuum what no pinned dataset version needs, "
+                                        "checkpoint; recorded under maintenance/")
+    sp.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    sp.add_argument("--retention-hours", type=int, default=None,
+                    help="delete only files removed at least this long ago (default 6; 0 when no reader is running)")
     sp = verb("import", cmd_import, "import candle files (kraken-ohlcvt, freqtrade, csv)")
     sp.add_argument("--format", required=True, choices=["kraken-ohlcvt", "freqtrade", "csv"])
     for a in ("--symbol", "--quote", "--interval"):

@@ -20,8 +20,8 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from coinline.lake import integrity
 from coinline.lake.store import Lake
@@ -68,7 +68,15 @@ TABLES: dict[str, tuple[pa.Schema, list[str]]] = {
 
 # A checkpoint every 10 commits keeps opening a table (log replay) cheap however long the history:
 # measured, a no-op sync on 5 years took 2.9x as long as on 1 month with the default interval of 100.
-TABLE_CONFIG = {"delta.checkpointInterval": "10"}
+# The log is never cleaned up: delta-rs deletes entries older than delta.logRetentionDuration (30 days) at each
+# checkpoint by default, and every commit's manifest (`commit_manifests`) and time travel to the versions that
+# datasets pin need them. Tombstones of removed files stay in checkpoints for 30 days, so the VACUUM of
+# `coinline maintain` (which deletes only files a commit removed) still sees them at its next weekly run.
+TABLE_CONFIG = {"delta.checkpointInterval": "10", "delta.enableExpiredLogCleanup": "false",
+                "delta.deletedFileRetentionDuration": "interval 30 days"}
+# ... and per commit, for tables created before TABLE_CONFIG said so (until `coinline maintain` sets it)
+KEEP_LOG = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
+COMMIT_ATTEMPTS = 3
 
 
 def ensure_tables(lake: Lake) -> None:
@@ -95,32 +103,59 @@ def open_table(lake: Lake, name: str, version: int | None = None) -> DeltaTable:
     return dt
 
 
-def append(lake: Lake, name: str, data: pa.Table, metadata: Mapping[str, Any]) -> int:
-    """One atomic Delta commit carrying `metadata` (the batch manifest). Returns the new table version."""
+def append(lake: Lake, name: str, data: pa.Table, metadata: Mapping[str, Any], *,
+           table: DeltaTable | None = None) -> int:
+    """One atomic Delta commit carrying `metadata` (the batch manifest, or `{"pages": [...]}`: see
+    `page_manifests`). Returns the new table version, read from the table object the write updated (no
+    reopen). `table`: the table as the caller opened it with `open_table` to build on (a writer that read
+    its file index to dedupe commits on that same open); opened here when not given, and on a retry."""
     schema, partitions = TABLES[name]
     data = data.select(schema.names).cast(schema)
-    table = open_table(lake, name)  # never commit on top of a damaged log (delta-rs would build on it)
-    write_deltalake(table, data, mode="append", partition_by=partitions or None,
-                    storage_options=lake.storage_options,
-                    commit_properties=CommitProperties(custom_metadata={META_KEY: json.dumps(dict(metadata), sort_keys=True, default=str)}))
-    return open_table(lake, name).version()
+    properties = CommitProperties(custom_metadata={META_KEY: json.dumps(dict(metadata), sort_keys=True, default=str)})
+    for attempt in range(COMMIT_ATTEMPTS):
+        if table is None or attempt:
+            table = open_table(lake, name)  # never commit on top of a damaged log (delta-rs would build on it)
+        try:
+            write_deltalake(table, data, mode="append", partition_by=partitions or None,
+                            storage_options=lake.storage_options, commit_properties=properties,
+                            post_commithook_properties=KEEP_LOG)
+            break
+        except CommitFailedError:  # a blind append fails only on a concurrent metadata commit (`coinline
+            if attempt == COMMIT_ATTEMPTS - 1:  # maintain` setting TABLE_CONFIG once): append on top of it
+                raise
+    return table.version()
+
+
+def page_manifests(metadata: Any) -> list[dict[str, Any]]:
+    """The manifests one commit's metadata holds: a commit of several ingest pages carries
+    `{"kind": "candles", "pages": [manifest, ...]}` (`ingest.writer.CommitBuffer`), any other commit (and
+    every raw commit written before batching) one manifest; anything else holds none."""
+    if isinstance(metadata, dict) and isinstance(metadata.get("pages"), list):
+        return [dict(m) for m in metadata["pages"] if isinstance(m, dict)]
+    return [metadata] if isinstance(metadata, dict) else []
 
 
 def commit_manifests(lake: Lake, name: str) -> list[dict[str, Any]]:
-    """Manifests of every commit, oldest first (each with its table `version`)."""
+    """Manifests of every commit, oldest first (each with its table `version`): one per ingest page, so a
+    commit of several pages gives several manifests with the same `table_version`, in page order."""
     out = []
     for entry in open_table(lake, name).history():
         raw = entry.get(META_KEY)
         if raw:
-            manifest = json.loads(raw)
-            manifest["table_version"] = entry.get("version")
-            out.append(manifest)
+            for manifest in page_manifests(json.loads(raw)):
+                manifest["table_version"] = entry.get("version")
+                out.append(manifest)
     return sorted(out, key=lambda m: m["table_version"])
+
+
+def table_index(table: DeltaTable) -> pa.Table:
+    """The per-file index of an opened table: path, rows, partition values and min/max stats."""
+    return pa.table(table.get_add_actions(flatten=True))
 
 
 def file_index(lake: Lake, name: str, version: int | None = None) -> pa.Table:
     """The Delta log's per-file index: path, rows, partition values and min/max stats."""
-    return pa.table(open_table(lake, name, version).get_add_actions(flatten=True))
+    return table_index(open_table(lake, name, version))
 
 
 def _to_ts(value: datetime) -> pa.Scalar:
@@ -129,10 +164,11 @@ def _to_ts(value: datetime) -> pa.Scalar:
 
 def read(lake: Lake, name: str, *, series: SeriesKey | None = None, where: Mapping[str, str] | None = None,
          start: datetime | None = None, end: datetime | None = None, columns: list[str] | None = None,
-         version: int | None = None, time_column: str = "open_time") -> pa.Table:
-    """Rows of `name` (optionally one series and a [start, end) time range), pruning files by the log."""
+         version: int | None = None, time_column: str = "open_time", index: pa.Table | None = None) -> pa.Table:
+    """Rows of `name` (optionally one series and a [start, end) time range), pruning files by the log.
+    `index`: the file index (`table_index`) of the version to read when the caller holds it already."""
     schema, partitions = TABLES[name]
-    index = file_index(lake, name, version)
+    index = file_index(lake, name, version) if index is None else index
     filters = dict(where or {})
     if series is not None:
         filters.update({c: getattr(series, c) for c in SERIES_COLUMNS})
@@ -168,7 +204,7 @@ def read(lake: Lake, name: str, *, series: SeriesKey | None = None, where: Mappi
             raise integrity.damaged(name, f"data file {name}/{unquote(path)} is missing", repairable=False) from None
         for col in partitions:
             if col in wanted:
-                t = t.append_column(col, pa.array([chosen[f"partition.{col}"][i].as_py()] * t.num_rows, pa.string()))
+                t = t.append_column(col, pa.repeat(pa.scalar(chosen[f"partition.{col}"][i].as_py(), pa.string()), t.num_rows))
         pieces.append(t.select(wanted))
     out_schema = pa.schema([schema.field(c) for c in wanted])
     if not pieces:
