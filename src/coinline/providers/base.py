@@ -157,17 +157,18 @@ def candle_table(
                                series=key.label(), request=where)
     return pa.Table.from_arrays(
         [
-            pa.array([key.source] * n, pa.string()),
-            pa.array([key.venue] * n, pa.string()),
-            pa.array([key.symbol] * n, pa.string()),
-            pa.array([key.quote] * n, pa.string()),
-            pa.array([key.interval] * n, pa.string()),
+            *(_constant(text, n) for text in (key.source, key.venue, key.symbol, key.quote, key.interval)),
             pa.array(times, pa.int64()).cast(UTC_MS),
             *(pa.array(cols[c]) for c in ("open", "high", "low", "close", "volume")),
             tc,
         ],
         schema=CANDLE_SCHEMA,
     )
+
+
+def _constant(text: str, n: int) -> pa.Array:
+    """A string column of `n` copies of `text`, built by Arrow (no Python list of n strings)."""
+    return pa.repeat(pa.scalar(text, pa.string()), n)
 
 
 def _check_rules(key: SeriesKey, times: np.ndarray, cols: dict[str, np.ndarray], where: str) -> None:

@@ -143,10 +143,62 @@ def parse_last(value: Any, *, provider: str, series: str, request: str) -> int |
 
 
 def to_number(value: Any) -> float:
-    """A Kraken numeric field (string or JSON number) as float; raises ValueError on anything else."""
+    """A Kraken numeric field (string or JSON number) as float; raises ValueError on anything else
+    (an integer beyond the float range included, which `float` would raise as OverflowError)."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"{value!r} is not a number")
-    return float(value)
+        raise ValueError(f"{value!r:.80} is not a number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{value!r:.40} is too large for a float") from None
+
+
+# Unix seconds of 9999-12-31T23:59:59Z: a later time is no Kraken time, and its milliseconds or
+# nanoseconds would overflow int64 further on.
+MAX_TIME_S = 253_402_300_799
+INT64_MAX = 2**63 - 1
+NUMBER_TYPES = frozenset({str, int, float})   # what `to_number` takes, as exact JSON types
+
+
+def number_column(values: tuple) -> np.ndarray | None:
+    """`to_number` over a whole column at once, or None where it might not agree.
+
+    Exact JSON types only (a bool, None or list would be taken by numpy as 1.0, NaN or a new axis).
+    A column of plain decimal strings (Kraken's "30243.4") is parsed by Arrow (`_decimal_strings`);
+    anything else by numpy, which converts each str with Python's own `float`, and ints and floats as
+    `float` does. Either way the values are `to_number`'s; a value `float` refuses makes numpy raise,
+    and the caller then falls back to its row-by-row parser, which names the row."""
+    kinds = set(map(type, values))
+    if not kinds <= NUMBER_TYPES:
+        return None
+    if kinds == {str}:
+        parsed = _decimal_strings(values)
+        if parsed is not None:
+            return parsed
+    return np.array(values, dtype=np.float64)
+
+
+_DECIMAL_BYTES = np.zeros(256, dtype=bool)
+_DECIMAL_BYTES[np.frombuffer(b"0123456789.-", dtype=np.uint8)] = True
+
+
+def _decimal_strings(values: tuple) -> np.ndarray | None:
+    """Floats of strings made only of ASCII digits, '.' and '-', parsed in one Arrow cast; None when a
+    string holds any other character or Arrow refuses one (numpy then decides, as `float` would).
+
+    On these characters Arrow's parser and Python's `float` accept the same strings and, both being
+    correctly rounded, give the same double (checked by the property tests); whitespace, '_', '+',
+    exponents, "nan"/"inf" and non-ASCII digits, where they could differ, never reach Arrow's cast.
+    About 3x faster than numpy's per-string conversion."""
+    texts = pa.array(values, pa.string())
+    _validity, offsets_buf, data_buf = texts.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32)[: len(texts) + 1]
+    if data_buf is not None and not _DECIMAL_BYTES[np.frombuffer(data_buf, dtype=np.uint8)[offsets[0]:offsets[-1]]].all():
+        return None
+    try:
+        return texts.cast(pa.float64()).to_numpy()
+    except pa.ArrowInvalid:
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- AssetPairs
@@ -281,7 +333,64 @@ class KrakenSourceBase:
 
 
 def parse_ohlc_rows(rows: list, key: SeriesKey, *, provider: str, request: str) -> dict[str, np.ndarray]:
-    """Validate Kraken OHLC rows `[time, o, h, l, c, vwap, volume, count]` into arrays (seconds)."""
+    """Validate Kraken OHLC rows `[time, o, h, l, c, vwap, volume, count]` into arrays (seconds).
+
+    A page as Kraken sends it is converted column-wise (`_ohlc_columns_fast`); anything that path does
+    not positively recognise as valid goes to the row-by-row parser (`_ohlc_columns_by_row`), which
+    accepts it or raises BadDataError naming the row, as always. Then rows repeated or out of order
+    (a damaged page, re-requested) raise DamagedAnswerError."""
+    arrays = _ohlc_columns_fast(rows)
+    if arrays is None:
+        arrays = _ohlc_columns_by_row(rows, key, provider=provider, request=request)
+    t = arrays["time"]
+    if len(t) > 1:
+        behind = np.flatnonzero(t[1:] <= t[:-1])
+        if behind.size:
+            i = int(behind[0]) + 1
+            raise DamagedAnswerError(f"OHLC row {i}: time {int(t[i])} is not after the previous row (unsorted or "
+                                     f"duplicate)", provider=provider, series=key.label(), request=request)
+    return arrays
+
+
+_OHLC_ROW_LEN = 8
+
+
+def _ohlc_columns_fast(rows: list) -> dict[str, np.ndarray] | None:
+    """The arrays of a page of plainly valid rows, converted column-wise; None where anything is not
+    plainly valid (the row parser then gives the error, or the same arrays).
+
+    The subset taken: every row a list of exactly 8, time and count exact ints in range (time
+    0..MAX_TIME_S, count 0..INT64_MAX), the six numeric fields strings or numbers `to_number` accepts.
+    Values are converted exactly as the row parser converts them (`number_column`)."""
+    try:
+        return _ohlc_columns_fast_or_none(rows)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _ohlc_columns_fast_or_none(rows: list) -> dict[str, np.ndarray] | None:
+    if not rows or set(map(type, rows)) != {list} or set(map(len, rows)) != {_OHLC_ROW_LEN}:
+        return None
+    time, open_, high, low, close, vwap, volume, count = zip(*rows, strict=True)
+    if set(map(type, time)) != {int} or set(map(type, count)) != {int}:
+        return None
+    t, cnt = np.array(time, dtype=np.int64), np.array(count, dtype=np.int64)   # OverflowError past int64
+    if t.min() < 0 or t.max() > MAX_TIME_S or cnt.min() < 0:
+        return None
+    out = {"time": t}
+    for name, column in (("open", open_), ("high", high), ("low", low), ("close", close), ("vwap", vwap),
+                         ("volume", volume)):
+        values = number_column(column)
+        if values is None:
+            return None
+        out[name] = values
+    del out["vwap"]                      # checked to be a number, like the row parser does, not kept
+    out["count"] = cnt
+    return out
+
+
+def _ohlc_columns_by_row(rows: list, key: SeriesKey, *, provider: str, request: str) -> dict[str, np.ndarray]:
+    """The reference parser: one row at a time, raising BadDataError at the first fault."""
     n = len(rows)
     t = np.empty(n, np.int64)
     vals = np.empty((n, 5), np.float64)  # open high low close volume
@@ -293,23 +402,44 @@ def parse_ohlc_rows(rows: list, key: SeriesKey, *, provider: str, request: str) 
         if not isinstance(row, list) or len(row) < 8:
             raise bad(f"expected [time, o, h, l, c, vwap, volume, count], got {row!r:.120}")
         time, count = row[0], row[7]
-        if isinstance(time, bool) or not isinstance(time, (int, float)) or not math.isfinite(time) \
+        if isinstance(time, bool) or not isinstance(time, (int, float)) or not _finite(time) \
                 or time < 0 or time != int(time):
-            raise bad(f"time {time!r} is not a non-negative integer of seconds")
+            raise bad(f"time {time!r:.40} is not a non-negative integer of seconds")
+        if time > MAX_TIME_S:
+            raise bad(f"time {time!r:.40} is after the year 9999 (not unix seconds)")
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise bad(f"count {count!r} is not a non-negative integer")
+            raise bad(f"count {count!r:.40} is not a non-negative integer")
+        if count > INT64_MAX:
+            raise bad(f"count {count!r:.40} is out of the int64 range")
         try:
             vals[i] = [to_number(row[j]) for j in (1, 2, 3, 4, 6)]
             to_number(row[5])
         except ValueError as exc:
             raise bad(str(exc)) from None
         t[i], cnt[i] = int(time), count
-    if n > 1 and not np.all(np.diff(t) > 0):
-        i = int(np.flatnonzero(np.diff(t) <= 0)[0]) + 1
-        raise DamagedAnswerError(f"OHLC row {i}: time {int(t[i])} is not after the previous row (unsorted or "
-                                 f"duplicate)", provider=provider, series=key.label(), request=request)
     return {"time": t, "open": vals[:, 0], "high": vals[:, 1], "low": vals[:, 2], "close": vals[:, 3],
             "volume": vals[:, 4], "count": cnt}
+
+
+def _finite(value: int | float) -> bool:
+    """math.isfinite for a JSON number; an int is finite however large (isfinite would overflow)."""
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def parse_ohlc_result(result: Mapping[str, Any], key: SeriesKey, *, provider: str,
+                      request: str) -> tuple[dict[str, np.ndarray], int | None, pa.Table]:
+    """One OHLC `result`: (arrays of every row, `last`, candle table of the closed rows).
+
+    The candle rules are checked on every row but the last (the still-open candle) here, so a
+    rule-breaking row is bad data, not a page to re-request."""
+    ctx = {"provider": provider, "series": key.label(), "request": request}
+    _, rows = single_series(result, **ctx)
+    last = parse_last(result.get("last"), **ctx)
+    arrays = parse_ohlc_rows(rows, key, provider=provider, request=request)
+    closed = slice(0, max(len(rows) - 1, 0))
+    table = candle_table(key, arrays["time"][closed] * 1000, *(arrays[c][closed] for c in ("open", "high", "low",
+                         "close", "volume")), arrays["count"][closed], where=request)
+    return arrays, last, table
 
 
 class KrakenOHLCSource(KrakenSourceBase):
@@ -335,37 +465,31 @@ class KrakenOHLCSource(KrakenSourceBase):
         step = interval_seconds(ref.key.interval)
         return [(from_ms(last * 1000), from_ms((last + step) * 1000))]
 
-    def _get(self, ref: SeriesRef, since: int | None) -> tuple[dict[str, np.ndarray], int | None, dict, str]:
+    def _get(self, ref: SeriesRef, since: int | None) -> tuple[dict[str, np.ndarray], pa.Table, int | None, dict, str]:
+        """One OHLC request: the closed rows as arrays and as a candle table (the still-open last row and
+        any row not closed by `clock()` left out), `last`, the request parameters and its description."""
         key = ref.key
         params: dict[str, Any] = {"pair": ref.provider_symbol, "interval": INTERVAL_MINUTES[key.interval]}
         if since is not None and since > 0:
             params["since"] = since
         step = interval_seconds(key.interval)
 
-        def parse(result: Mapping[str, Any], request: str) -> tuple[dict[str, np.ndarray], int | None]:
+        def parse(result: Mapping[str, Any], request: str) -> tuple[dict[str, np.ndarray], int | None, pa.Table]:
+            arrays, last, table = parse_ohlc_result(result, key, provider=self.gateway.provider, request=request)
             ctx = {"provider": self.gateway.provider, "series": key.label(), "request": request}
-            _, rows = single_series(result, **ctx)
-            last = parse_last(result.get("last"), **ctx)
-            arrays = parse_ohlc_rows(rows, key, provider=self.gateway.provider, request=request)
-            # the candle rules first (every row but the open one): a rule-breaking row is bad data, not
-            # a page to re-request
-            closed = slice(0, max(len(rows) - 1, 0))
-            candle_table(key, arrays["time"][closed] * 1000, *(arrays[c][closed] for c in ("open", "high", "low", "close",
-                         "volume")), arrays["count"][closed], where=request)
             self._check_last(arrays["time"], last, params.get("since"), step, ctx)
-            return arrays, last
+            return arrays, last, table
 
-        (arrays, last), request = public_get(self.gateway, OHLC_PATH, params, series=key.label(), parse=parse)
+        (arrays, last, table), request = public_get(self.gateway, OHLC_PATH, params, series=key.label(), parse=parse)
         if last is not None:
             self._last[key] = last
-        # The last row is the still-open candle (Kraken always sends it): never final.
+        # The last row is the still-open candle (Kraken always sends it): never final. Times are strictly
+        # increasing (checked), so the rows closed by the clock are a prefix of the others.
         now = ms(self.clock()) // 1000
-        n = len(arrays["time"])
-        keep = np.zeros(n, bool)
-        keep[: max(n - 1, 0)] = True
-        keep &= arrays["time"] + step <= now
-        arrays = {k: v[keep] for k, v in arrays.items()}
-        return arrays, last, {"endpoint": OHLC_PATH, **params}, request
+        closed = arrays["time"][: max(len(arrays["time"]) - 1, 0)]
+        n = int(np.searchsorted(closed, now - step, side="right"))
+        arrays = {k: v[:n] for k, v in arrays.items()}
+        return arrays, table.slice(0, n), last, {"endpoint": OHLC_PATH, **params}, request
 
     def _check_last(self, times: np.ndarray, last: int | None, since: int | None, step: int,
                     ctx: dict[str, str]) -> None:
@@ -392,12 +516,11 @@ class KrakenOHLCSource(KrakenSourceBase):
         key = ref.key
         step = interval_seconds(key.interval)
         start_s, end_s = -(-ms(cursor) // 1000), -(-ms(end) // 1000)
-        arrays, last, req, request = self._get(ref, start_s - step)
+        arrays, table, last, req, _request = self._get(ref, start_s - step)
         t = arrays["time"]
-        # Every closed row is checked against the candle rules, then the window is cut.
-        table = candle_table(key, t * 1000, arrays["open"], arrays["high"], arrays["low"], arrays["close"],
-                             arrays["volume"], arrays["count"], where=request)
-        table = table.filter(pa.array((t >= start_s) & (t < end_s)))
+        # Every closed row was checked against the candle rules; the window is cut from the sorted times.
+        lo, hi = np.searchsorted(t, [start_s, end_s], side="left")
+        table = table.slice(int(lo), int(max(hi - lo, 0)))
         resume = int(t[-1]) + step if len(t) else start_s
         resume = min(max(resume, start_s), max(end_s, start_s))
         if last is not None:
