@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -116,22 +117,26 @@ def _trade_columns_fast_or_none(rows: list, seq_start: int) -> Trades | None:
     lengths = set(map(len, rows))
     if len(lengths) != 1 or min(lengths) < 6:
         return None
-    columns = list(zip(*rows, strict=True))
-    if not set(map(type, columns[2])) <= {int, float}:
+    width = lengths.pop()
+    cells = list(chain.from_iterable(rows))       # row-major; column j is cells[j::width]
+    times = cells[2::width]
+    if not set(map(type, times)) <= {int, float}:
         return None
-    time = np.array(columns[2], dtype=np.float64)      # OverflowError for an int past the float range
-    price, volume = number_column(columns[0]), number_column(columns[1])
-    if price is None or volume is None:
+    time = np.array(times, dtype=np.float64)       # OverflowError for an int past the float range
+    numbers = number_column(tuple(cells[0::width] + cells[1::width]))   # price and volume, one conversion
+    if numbers is None:
         return None
+    price, volume = numbers.reshape(2, len(rows))
     with np.errstate(invalid="ignore"):
         plain = (np.isfinite(time) & (time >= 0) & (time <= MAX_TIME_S) & np.isfinite(price) & (price > 0)
                  & np.isfinite(volume) & (volume >= 0))
     if not plain.all():
         return None
-    if len(columns) > 6:
-        if set(map(type, columns[6])) != {int}:
+    if width > 6:
+        ids = cells[6::width]
+        if set(map(type, ids)) != {int}:
             return None
-        trade_id = np.array(columns[6], dtype=np.int64)   # OverflowError past int64
+        trade_id = np.array(ids, dtype=np.int64)         # OverflowError past int64
     else:
         trade_id = np.arange(seq_start, seq_start + len(rows), dtype=np.int64)
     return Trades(time, price, volume, trade_id)
