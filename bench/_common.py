@@ -88,6 +88,65 @@ def make_pages(rows: int, page_rows: int, *, seed: int = 20240101) -> list[bytes
     return pages
 
 
+KRAKEN_PAGE_ROWS = 720             # Kraken OHLC: the 720 most recent candles, the last one still open
+KRAKEN_PAIR = "XXBTZUSD"
+
+
+def make_kraken_pages(rows: int, page_rows: int = KRAKEN_PAGE_ROWS, *, seed: int = 20240101) -> list[bytes]:
+    """Kraken `GET /0/public/OHLC` bodies (`{"error": [], "result": {pair: [[time, o, h, l, c, vwap,
+    volume, count], ...], "last": t}}`, values as strings like the captures in shared/data/api/kraken)
+    holding `rows` closed one-minute candles of one series, consecutive from START_S, built up front.
+
+    Each body has `page_rows` rows of which the last is the still-open candle (the first candle of the
+    next body, as Kraken serves it one page later) and `last` is the newest closed one, so body i closes
+    candles [i * (page_rows - 1), (i + 1) * (page_rows - 1)); the final body may close fewer."""
+    closed = page_rows - 1
+    total = rows + 1                    # every closed candle and the one still open after them
+    rng = np.random.default_rng(seed)
+    times = START_S + STEP_S * np.arange(total, dtype=np.int64)
+    close = np.round(30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.0008, total))), 1)
+    open_ = np.round(np.concatenate([[30_000.0], close[:-1]]), 1)
+    wig = np.abs(rng.normal(0.0, 0.0005, (2, total)))
+    high = np.round(np.maximum(open_, close) * (1 + wig[0]), 1)
+    low = np.round(np.minimum(open_, close) * (1 - wig[1]), 1)
+    vwap = np.round((high + low + close) / 3, 1)
+    volume = rng.gamma(2.0, 1.5, total) + 1e-8
+    counts = rng.integers(1, 400, total)
+
+    def text(values: np.ndarray, digits: int) -> list[str]:
+        return [f"{v:.{digits}f}" for v in values.tolist()]
+
+    cells = list(zip(times.tolist(), text(open_, 1), text(high, 1), text(low, 1), text(close, 1), text(vwap, 1),
+                     text(volume, 8), counts.tolist(), strict=True))
+    pages = []
+    for lo in range(0, rows, closed):
+        hi = min(rows, lo + closed)
+        body_rows = [list(c) for c in cells[lo:hi + 1]]           # + the still-open candle
+        pages.append(json.dumps({"error": [], "result": {KRAKEN_PAIR: body_rows, "last": body_rows[-2][0]}},
+                                separators=(",", ":")).encode())
+    return pages
+
+
+def kraken_rows(body: bytes) -> list[list]:
+    """The closed rows of a Kraken OHLC body (the last row, the still-open candle, is never stored)."""
+    result = json.loads(body)["result"]
+    return next(v for k, v in result.items() if k != "last")[:-1]
+
+
+def kraken_floor_page(body: bytes, out: Path) -> int:
+    """`floor_page` for a Kraken OHLC body: stdlib json.loads, the closed rows as a pyarrow table (the
+    numeric strings cast by Arrow) and one `pyarrow.parquet.write_table`. No validation at all."""
+    rows = kraken_rows(body)
+    table = pa.table({
+        "open_time": pa.array([r[0] * 1000 for r in rows], pa.int64()).cast(pa.timestamp("ms", "UTC")),
+        **{name: pa.array([r[j] for r in rows], pa.string()).cast(pa.float64())
+           for name, j in (("open", 1), ("high", 2), ("low", 3), ("close", 4), ("volume", 6))},
+        "trade_count": pa.array([r[7] for r in rows], pa.int64()),
+    })
+    pq.write_table(table, out)
+    return table.num_rows
+
+
 def page_time_start(index: int, page_rows: int) -> int:
     return START_S + STEP_S * page_rows * index
 
@@ -114,10 +173,11 @@ def floor_page(body: bytes, out: Path) -> int:
     return table.num_rows
 
 
-def run_floor(pages: list[bytes], workdir: Path) -> dict[str, Any]:
+def run_floor(pages: list[bytes], workdir: Path, page=floor_page) -> dict[str, Any]:
+    """The floor over every page (`page`: `floor_page` for CoinAPI bodies, `kraken_floor_page`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows = sum(floor_page(body, workdir / f"page-{i:04d}.parquet") for i, body in enumerate(pages))
+    rows = sum(page(body, workdir / f"page-{i:04d}.parquet") for i, body in enumerate(pages))
     seconds = time.perf_counter() - t0
     return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
 
@@ -126,6 +186,13 @@ def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The fastest of several timed runs (the least disturbed), with every time taken."""
     fastest = min(runs, key=lambda r: r["seconds"])
     return {**fastest, "all_seconds": [round(r["seconds"], 4) for r in runs]}
+
+
+def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median time (the lower middle one of an even count), with every time taken: steadier
+    than the fastest where other work shares the machine."""
+    middle = sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2]
+    return {**middle, "all_seconds": [round(r["seconds"], 4) for r in runs]}
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

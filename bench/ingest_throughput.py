@@ -17,7 +17,10 @@ Ratios are rows/s over rows/s (higher is faster): coinline/floor (main process),
 (subprocess), coinline/freqtrade (= the two floor-relative figures divided, so both sides are
 measured against a floor in their own process).
 
-    python -m bench.ingest_throughput [--rows N] [--repeats N] [--no-freqtrade] [--json]
+Then the same rows as Kraken OHLC pages of 720 rows (`bench.ingest_kraken`, medians, the parser's
+share measured apart), reported next to these unless `--no-kraken`.
+
+    python -m bench.ingest_throughput [--rows N] [--repeats N] [--no-freqtrade] [--no-kraken] [--json]
 """
 
 from __future__ import annotations
@@ -179,8 +182,9 @@ def ensure_freqtrade(say=print) -> tuple[Path | None, str]:
     return py, ""
 
 
-def run_freqtrade(pages: list[bytes], tmp: Path, repeats: int, say=print) -> dict[str, Any]:
-    """freqtrade + its own floor, in one `.bench-venv` subprocess over the same pages written as files."""
+def run_freqtrade(pages: list[bytes], tmp: Path, repeats: int, say=print, fmt: str = "coinapi") -> dict[str, Any]:
+    """freqtrade + its own floor, in one `.bench-venv` subprocess over the same pages written as files
+    (`fmt`: what the pages are, "coinapi" or "kraken"; see `bench._freqtrade_worker`)."""
     py, why = ensure_freqtrade(say)
     if py is None:
         return {"skipped": why}
@@ -192,7 +196,7 @@ def run_freqtrade(pages: list[bytes], tmp: Path, repeats: int, say=print) -> dic
     env["PYTHONPATH"] = str(ROOT)   # for `bench._common` only; coinline is not installed there
     try:
         proc = subprocess.run([str(py), "-m", "bench._freqtrade_worker", str(pages_dir), str(tmp / "ft-work"),
-                               "--repeats", str(repeats)], cwd=ROOT, env=env, capture_output=True, text=True,
+                               "--repeats", str(repeats), "--format", fmt], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=900)
     except subprocess.TimeoutExpired:
         return {"skipped": "freqtrade worker ran past 900 s"}
@@ -208,7 +212,8 @@ def run_freqtrade(pages: list[bytes], tmp: Path, repeats: int, say=print) -> dic
 # ----------------------------------------------------------------------------------- driver
 
 
-def run(rows: int | None = None, repeats: int = 3, freqtrade: bool = True, quiet: bool = False) -> dict[str, Any]:
+def run(rows: int | None = None, repeats: int = 3, freqtrade: bool = True, quiet: bool = False,
+        kraken: bool = True) -> dict[str, Any]:
     rows = rows or max(1000, int(round(DEFAULT_ROWS * scale())))
     page_rows = page_rows_for(rows)
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
@@ -250,6 +255,11 @@ def run(rows: int | None = None, repeats: int = 3, freqtrade: bool = True, quiet
             "freqtrade_download/floor": ratio(ft["download"]["rows_per_s"], ft["floor"]["rows_per_s"]),
             "subprocess_floor/main_floor": ratio(ft["floor"]["rows_per_s"], floor["rows_per_s"]),
         })
+    if kraken:
+        from bench import ingest_kraken
+
+        say(f"[{NAME}] the same {rows:,} rows as Kraken OHLC pages of 720 (bench.ingest_kraken) ...")
+        result["kraken"] = ingest_kraken.run(rows=rows, repeats=repeats, freqtrade=freqtrade, quiet=True)
     result["summary"] = summary_line(result)
     if not quiet:
         print(report(result), flush=True)
@@ -258,8 +268,9 @@ def run(rows: int | None = None, repeats: int = 3, freqtrade: bool = True, quiet
 
 def summary_line(r: dict[str, Any]) -> str:
     x = r["ratios"]
-    return (f"coinline/floor {fmt_ratio(x['coinline/floor'])}, freqtrade/floor {fmt_ratio(x['freqtrade/floor'])}, "
+    line = (f"coinline/floor {fmt_ratio(x['coinline/floor'])}, freqtrade/floor {fmt_ratio(x['freqtrade/floor'])}, "
             f"coinline/freqtrade {fmt_ratio(x['coinline/freqtrade'])}")
+    return f"{line}; {r['kraken']['summary']}" if "kraken" in r else line
 
 
 def report(r: dict[str, Any]) -> str:
@@ -301,6 +312,10 @@ def report(r: dict[str, Any]) -> str:
             f"download-shape/floor {fmt_ratio(x['freqtrade_download/floor'])}, "
             f"subprocess floor/main floor {fmt_ratio(x['subprocess_floor/main_floor'])}",
         ]
+    if "kraken" in r:
+        from bench import ingest_kraken
+
+        lines.append(ingest_kraken.report(r["kraken"]))
     return "\n".join(lines)
 
 
@@ -309,9 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=None, help=f"candles in all (default {DEFAULT_ROWS:,} x COINLINE_BENCH_SCALE)")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each path; the best is kept (default 3)")
     ap.add_argument("--no-freqtrade", action="store_true", help="skip the freqtrade subprocess")
+    ap.add_argument("--no-kraken", action="store_true", help="skip the Kraken 720-row page case")
     ap.add_argument("--json", action="store_true", help="print the result as JSON as well")
     args = ap.parse_args(argv)
-    result = run(rows=args.rows, repeats=args.repeats, freqtrade=not args.no_freqtrade)
+    result = run(rows=args.rows, repeats=args.repeats, freqtrade=not args.no_freqtrade, kraken=not args.no_kraken)
     if args.json:
         print(json.dumps(result, indent=1, default=str))
     return 0

@@ -63,6 +63,14 @@ def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                      f"{ft['floor']['rows_per_s']:,.0f}", fmt_ratio(x["freqtrade/floor"])),
                     (name, "coinline / freqtrade (floor-relative)", fmt_ratio(x["coinline/floor"]),
                      fmt_ratio(x["freqtrade/floor"]), fmt_ratio(x["coinline/freqtrade"]))]
+        if "kraken" in r:
+            k, kx = r["kraken"], r["kraken"]["ratios"]
+            out += [(name, "Kraken 720-row pages: coinline / floor (median)", f"{k['coinline']['rows_per_s']:,.0f}",
+                     f"{k['floor']['rows_per_s']:,.0f}", fmt_ratio(kx["coinline/floor"])),
+                    (name, "  parse only / floor", f"{k['parse']['rows_per_s']:,.0f}", f"{k['floor']['rows_per_s']:,.0f}",
+                     fmt_ratio(kx["parse_only/floor"])),
+                    (name, "  coinline / freqtrade, floor-relative (goal >= 1.2)", fmt_ratio(kx["coinline/floor"]),
+                     fmt_ratio(kx["freqtrade/floor"]), fmt_ratio(kx["coinline/freqtrade"]))]
         return out
     if name == "backfill_requests":
         return [(name, "history requests / minimum (goal <= 1.05)", str(r["history_requests"]),

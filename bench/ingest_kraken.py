@@ -1,0 +1,301 @@
+"""Benchmark 1b: ingest of one-minute candles arriving as Kraken OHLC pages of 720 rows.
+
+Pages: `rows` (default 1,000,000 x COINLINE_BENCH_SCALE) one-minute candles of one series as Kraken
+`GET /0/public/OHLC` bodies of 720 rows (`bench._common.make_kraken_pages`): 719 closed candles and the
+still-open one, values as strings, like every page `sync` and a Kraken backfill commit. Built up front.
+
+Measured over the same pages, interleaved, `repeats` times; the MEDIAN run of each is reported:
+- floor: stdlib json.loads + a pyarrow table of the closed rows (strings cast by Arrow) + one
+  `pyarrow.parquet.write_table` per page (`bench._common.kraken_floor_page`);
+- parse only: json.loads + coinline's Kraken parse (`unwrap`, `single_series`, `parse_ohlc_rows`,
+  `candle_table` of the closed rows) per page, no HTTP, no commit: the parser's own cost;
+- fetch only: `KrakenOHLCSource.fetch` per page over an `httpx.MockTransport` (Gateway, HTTP client,
+  JSON, parse, completeness check against `last`), no commit;
+- coinline: the same fetch, then `ingest_range` commits the page into a fresh local lake (one call per
+  page: a Kraken OHLC fetch is always `done`, so each sync or backfill of a series commits one page).
+  Where `ingest_range` takes a shared commit `buffer` (batched commits), a second figure feeds every
+  page into one buffer flushed when full and at the end, as one sync cycle over many series would;
+- freqtrade (in `.bench-venv`, `bench._freqtrade_worker --format kraken`): the rows as ccxt's kraken
+  parser hands them on, `ohlcv_to_dataframe` + `ohlcv_store` per page, against its own floor there.
+
+Ratios are rows/s over rows/s (higher is faster). The load average is recorded before and after.
+
+    python -m bench.ingest_kraken [--rows N] [--repeats N] [--no-freqtrade] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench._common import (
+    DEFAULT_ROWS,
+    KRAKEN_PAGE_ROWS,
+    KRAKEN_PAIR,
+    START_S,
+    STEP_S,
+    fmt_ratio,
+    kraken_floor_page,
+    make_kraken_pages,
+    median,
+    ratio,
+    run_floor,
+    scale,
+)
+
+NAME = "ingest_kraken"
+ASSET_PAIRS = {KRAKEN_PAIR: {"altname": "XBTUSD", "wsname": "XBT/USD", "base": "XXBT", "quote": "ZUSD",
+                             "status": "online"}}
+
+
+def windows(rows: int, page_rows: int) -> list[tuple[int, int]]:
+    """[start, end) in unix seconds of the closed candles of each page (`make_kraken_pages`' layout)."""
+    closed = page_rows - 1
+    return [(START_S + STEP_S * lo, START_S + STEP_S * min(rows, lo + closed)) for lo in range(0, rows, closed)]
+
+
+def _transport(pages: list[bytes], page_rows: int, rows: int) -> httpx.MockTransport:
+    """Serves page i for `since` = one minute before its first candle (Kraken's `since` is exclusive)."""
+    by_since = {str(start - STEP_S): body for (start, _end), body in zip(windows(rows, page_rows), pages, strict=True)}
+    headers = {"content-type": "application/json; charset=utf-8"}
+    refused = json.dumps({"error": ["EGeneral:Invalid arguments"]}).encode()
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = by_since.get(request.url.params.get("since", "")) if request.url.path == "/0/public/OHLC" else None
+        return httpx.Response(200, content=refused if body is None else body, headers=headers)
+
+    return httpx.MockTransport(handle)
+
+
+def _source(pages: list[bytes], page_rows: int, rows: int, now: datetime):
+    from coinline.providers.http import Gateway
+    from coinline.providers.kraken import KrakenAssetPairs, KrakenOHLCSource, kraken_client
+
+    client = kraken_client("http://kraken.bench", transport=_transport(pages, page_rows, rows))
+    gateway = Gateway("kraken", client)
+    source = KrakenOHLCSource(gateway, asset_pairs=KrakenAssetPairs(ASSET_PAIRS), clock=lambda: now)
+    return client, gateway, source, source.resolve("BTC", "USD", "1m")
+
+
+def _at(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _now(rows: int) -> datetime:
+    return _at(START_S + STEP_S * rows) + timedelta(hours=1)
+
+
+def run_parse_only(pages: list[bytes]) -> dict[str, Any]:
+    """json.loads + coinline's Kraken parse and candle table per page: what the parser itself costs."""
+    from coinline.providers.base import SeriesKey, candle_table
+    from coinline.providers.kraken import parse_ohlc_rows, single_series, unwrap
+
+    key = SeriesKey("kraken", "KRAKEN", "BTC", "USD", "1m")
+    ctx = {"provider": "kraken", "series": key.label(), "request": "bench"}
+    rows = 0
+    t0 = time.perf_counter()
+    for body in pages:
+        _pair, page = single_series(unwrap(json.loads(body), **ctx), **ctx)
+        arrays = parse_ohlc_rows(page, key, provider="kraken", request="bench")
+        closed = slice(0, len(page) - 1)
+        rows += candle_table(key, arrays["time"][closed] * 1000, *(arrays[c][closed] for c in (
+            "open", "high", "low", "close", "volume")), arrays["count"][closed], where="bench").num_rows
+    seconds = time.perf_counter() - t0
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
+
+
+def run_fetch_only(pages: list[bytes], page_rows: int, rows: int) -> dict[str, Any]:
+    """`KrakenOHLCSource.fetch` of every page over the MockTransport, nothing committed."""
+    client, gateway, source, ref = _source(pages, page_rows, rows, _now(rows))
+    got = 0
+    t0 = time.perf_counter()
+    for start, end in windows(rows, page_rows):
+        got += source.fetch(ref, _at(start), _at(end)).candles.num_rows
+    seconds = time.perf_counter() - t0
+    client.close()
+    return {"rows": got, "seconds": seconds, "rows_per_s": got / seconds, "requests": gateway.requests_made}
+
+
+def buffer_supported() -> bool:
+    """Whether `ingest_range` takes a caller's commit buffer (batched commits across pages)."""
+    from coinline.ingest.backfill import ingest_range
+
+    return "buffer" in inspect.signature(ingest_range).parameters
+
+
+def run_coinline(pages: list[bytes], page_rows: int, rows: int, workdir: Path, *, buffered: bool = False) -> dict[str, Any]:
+    """fetch + `ingest_range` per page into a fresh lake; `buffered`: every page into one commit buffer."""
+    from bench.ingest_throughput import _TimedSource
+    from coinline.ingest.backfill import SeriesOutcome, ingest_range
+    from coinline.lake import open_lake, tables
+
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    lake = open_lake(f"file://{workdir}")
+    tables.ensure_tables(lake)
+    version_before = tables.open_table(lake, tables.RAW).version()
+    now = _now(rows)
+    client, gateway, source, ref = _source(pages, page_rows, rows, now)
+    timed = _TimedSource(source)
+    outcome = SeriesOutcome(ref.key.label(), "BTC", "USD", "1m", "ok")
+    shared: dict[str, Any] = {}
+    if buffered:
+        from coinline.ingest.writer import CommitBuffer
+
+        shared["buffer"] = CommitBuffer(lake)
+    t0 = time.perf_counter()
+    for start, end in windows(rows, page_rows):
+        ingest_range(timed, lake, ref, _at(start), _at(end), outcome, now=now, **shared)
+    if buffered:
+        shared["buffer"].flush()
+    seconds = time.perf_counter() - t0
+    client.close()
+    stored = sum(n for _k, n, _a, _b in tables.series_in(lake))
+    commits = tables.open_table(lake, tables.RAW).version() - version_before
+    return {"rows": outcome.inserted, "seconds": seconds, "rows_per_s": outcome.inserted / seconds,
+            "fetch_seconds": timed.fetch_seconds, "commit_seconds": seconds - timed.fetch_seconds,
+            "pages": outcome.pages, "requests": gateway.requests_made, "commits": commits, "stored_rows": stored}
+
+
+def run(rows: int | None = None, repeats: int = 3, freqtrade: bool = True, quiet: bool = False) -> dict[str, Any]:
+    rows = rows or max(1000, int(round(DEFAULT_ROWS * scale())))
+    page_rows = KRAKEN_PAGE_ROWS
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    pages = make_kraken_pages(rows, page_rows)
+    say(f"[{NAME}] {rows:,} rows in {len(pages):,} Kraken OHLC pages of {page_rows} "
+        f"({sum(map(len, pages)) / 1e6:.0f} MB of JSON) built in {time.perf_counter() - t0:.1f}s")
+    buffered = buffer_supported()
+    variants = ["floor", "parse", "fetch", "coinline", *(["buffered"] if buffered else [])]
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    tmp = Path(tempfile.mkdtemp(prefix="coinline-bench-kraken-"))
+    try:
+        warm_rows = min(rows, page_rows - 1)     # warm-up on one page: imports, deltalake init
+        run_coinline(pages[:1], page_rows, warm_rows, tmp / "warm-lake")
+        run_floor(pages[:1], tmp / "warm-floor", page=kraken_floor_page)
+        for _ in range(max(1, repeats)):         # interleaved so drift hits every variant alike
+            runs["floor"].append(run_floor(pages, tmp / "floor", page=kraken_floor_page))
+            runs["parse"].append(run_parse_only(pages))
+            runs["fetch"].append(run_fetch_only(pages, page_rows, rows))
+            runs["coinline"].append(run_coinline(pages, page_rows, rows, tmp / "lake"))
+            if buffered:
+                runs["buffered"].append(run_coinline(pages, page_rows, rows, tmp / "lake-buffered", buffered=True))
+        got = {v: median(r) for v, r in runs.items()}
+        say(f"[{NAME}] floor {got['floor']['rows_per_s']:,.0f} rows/s, coinline {got['coinline']['rows_per_s']:,.0f} rows/s")
+        if freqtrade:
+            from bench.ingest_throughput import run_freqtrade
+
+            ft = run_freqtrade(pages, tmp / "ft", repeats, say, fmt="kraken")
+        else:
+            ft = {"skipped": "--no-freqtrade"}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for name, r in got.items():
+        if name != "floor" and r["rows"] != rows:
+            raise SystemExit(f"[{NAME}] {name} handled {r['rows']:,} rows, expected {rows:,}")
+
+    floor = got["floor"]["rows_per_s"]
+    coin = got["coinline"]
+    x: dict[str, float | None] = {
+        "coinline/floor": ratio(coin["rows_per_s"], floor),
+        "fetch_only/floor": ratio(got["fetch"]["rows_per_s"], floor),
+        "parse_only/floor": ratio(got["parse"]["rows_per_s"], floor),
+        "buffered/floor": ratio(got["buffered"]["rows_per_s"], floor) if buffered else None,
+        # shares of the full path's time: fetch (HTTP + parse) as timed inside it, and the parse alone
+        "fetch_share": coin["fetch_seconds"] / coin["seconds"],
+        "parse_share": got["parse"]["seconds"] / coin["seconds"],
+    }
+    if "skipped" in ft:
+        x.update({"freqtrade/floor": None, "coinline/freqtrade": None, "buffered/freqtrade": None})
+    else:
+        ft_vs_floor = ratio(ft["parquet"]["rows_per_s"], ft["floor"]["rows_per_s"])
+        x.update({"freqtrade/floor": ft_vs_floor, "coinline/freqtrade": ratio(x["coinline/floor"], ft_vs_floor),
+                  "buffered/freqtrade": ratio(x["buffered/floor"], ft_vs_floor),
+                  "subprocess_floor/main_floor": ratio(ft["floor"]["rows_per_s"], floor)})
+    result: dict[str, Any] = {"benchmark": NAME, "rows": rows, "pages": len(pages), "page_rows": page_rows,
+                              "repeats": repeats, **got, "freqtrade": ft, "ratios": x,
+                              "load_average": {"before": list(load_before), "after": list(os.getloadavg())}}
+    result["summary"] = summary_line(result)
+    if not quiet:
+        print(report(result), flush=True)
+    return result
+
+
+def summary_line(r: dict[str, Any]) -> str:
+    x = r["ratios"]
+    return (f"Kraken 720-row pages: coinline/floor {fmt_ratio(x['coinline/floor'])}, freqtrade/floor "
+            f"{fmt_ratio(x['freqtrade/floor'])}, coinline/freqtrade {fmt_ratio(x['coinline/freqtrade'])} (goal >= 1.2)")
+
+
+def _line(label: str, v: dict[str, Any]) -> str:
+    return f"    {label:<44} {v['rows_per_s']:>12,.0f} rows/s  {v['seconds']:7.2f} s  runs {v['all_seconds']}"
+
+
+def report(r: dict[str, Any]) -> str:
+    x, ft, c = r["ratios"], r["freqtrade"], r["coinline"]
+    load = r["load_average"]
+    lines = [
+        f"== 1b. ingest throughput: {r['rows']:,} one-minute candles, {r['pages']:,} Kraken OHLC pages of "
+        f"{r['page_rows']} (median of {r['repeats']}; load average {load['before'][0]:.2f} before, "
+        f"{load['after'][0]:.2f} after)",
+        "  main process (coinline venv):",
+        _line("floor     json + pa.table + pq.write_table", r["floor"]),
+        _line("parse     json + coinline's Kraken parse", r["parse"]),
+        _line("fetch     KrakenOHLCSource.fetch (MockTransport)", r["fetch"]),
+        _line("coinline  fetch + ingest_range, commit per page", c),
+        f"              of which fetch+parse {c['fetch_seconds']:.2f} s, commit {c['commit_seconds']:.2f} s; "
+        f"{c['requests']} requests, {c['commits']} commits to the raw table, {c['stored_rows']:,} rows stored",
+    ]
+    if "buffered" in r:
+        b = r["buffered"]
+        lines += [_line("coinline  same, one shared commit buffer", b),
+                  f"              of which fetch+parse {b['fetch_seconds']:.2f} s, commit {b['commit_seconds']:.2f} s; "
+                  f"{b['commits']} commits to the raw table, {b['stored_rows']:,} rows stored"]
+    if "skipped" in ft:
+        lines.append(f"  freqtrade: skipped ({ft['skipped']})")
+    else:
+        lines += [f"  .bench-venv subprocess (freqtrade {ft.get('freqtrade_version', '?')}), rows as ccxt's kraken parser "
+                  "gives them:", _line("floor     json + pa.table + pq.write_table", ft["floor"]),
+                  _line("freqtrade per page, parquet handler", ft["parquet"]),
+                  _line("freqtrade per page, feather handler", ft["feather"]),
+                  _line("freqtrade download shape, parquet", ft["download"])]
+    lines += [
+        "  ratios (rows/s over rows/s; >1 is faster than the reference):",
+        f"    coinline/floor       {fmt_ratio(x['coinline/floor'])}   (commit per page)"
+        + (f";  shared buffer {fmt_ratio(x['buffered/floor'])}" if x["buffered/floor"] is not None else ""),
+        f"    freqtrade/floor      {fmt_ratio(x['freqtrade/floor'])}   (parquet per page, subprocess floor)",
+        f"    coinline/freqtrade   {fmt_ratio(x['coinline/freqtrade'])}   (each against its own process's floor; goal >= 1.2)"
+        + (f";  shared buffer {fmt_ratio(x['buffered/freqtrade'])}" if x["buffered/freqtrade"] is not None else ""),
+        f"    parse only/floor {fmt_ratio(x['parse_only/floor'])}, fetch only/floor {fmt_ratio(x['fetch_only/floor'])}; "
+        f"share of the full path: fetch+parse {x['fetch_share']:.0%}, parse alone {x['parse_share']:.0%}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=None, help=f"candles in all (default {DEFAULT_ROWS:,} x COINLINE_BENCH_SCALE)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of each path; the median is kept (default 3)")
+    ap.add_argument("--no-freqtrade", action="store_true", help="skip the freqtrade subprocess")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON as well")
+    args = ap.parse_args(argv)
+    result = run(rows=args.rows, repeats=args.repeats, freqtrade=not args.no_freqtrade)
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
