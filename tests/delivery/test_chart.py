@@ -69,6 +69,8 @@ def pod_templates(doc: dict) -> list[tuple[str, dict, dict]]:
         return [(name, t["metadata"], t["spec"])]
     if doc["kind"] in ("Job", "Deployment"):
         return [(name, spec["template"]["metadata"], spec["template"]["spec"])]
+    if doc["kind"] == "Pod":  # the `helm test` Pod
+        return [(name, doc["metadata"], spec)]
     if doc["kind"] == "CronWorkflow":
         return [(f"{name}/{t['name']}", t["metadata"], workflow_pod(doc, t["name"])) for t in container_templates(doc)]
     if doc["kind"] == "RayCluster":
@@ -150,7 +152,8 @@ def test_chart_lints_strictly_with_each_values_file(helm_run, values_file):
 def test_default_render_is_six_cronworkflows_and_their_plumbing(render):
     r = render()
     assert r.kinds() == sorted(["ConfigMap", "NetworkPolicy", "Role", "RoleBinding", "ServiceAccount", "Secret"]
-                               + ["CronWorkflow"] * 6)  # the Secret: the executor's token, see below
+                               + ["CronWorkflow"] * 6 + ["Pod"])  # the Secret: the executor's token, see below;
+    # the Pod: `helm test`'s (a test hook, run only by `helm test`)
 
 
 def test_every_toggle_renders_its_workload(render):
@@ -213,7 +216,7 @@ def test_secret_variables_come_from_the_existing_secret_by_key(render):
     r = render({"secret": {"existingSecret": "my-keys"}, "scheduler": "cronjob", "syncFollow": {"enabled": True}})
     secret_vars = [k for k in env_example() if SECRET_VAR.search(k)]
     found = [(w, c) for w, c, _ in containers(r)]
-    assert len(found) == 7  # six CronJobs and the follower
+    assert len(found) == 9  # six CronJobs, the follower, and the helm test Pod's preflight and smoke containers
     for where, c in found:
         env = env_of(c)
         for var in secret_vars:
@@ -341,9 +344,13 @@ def test_images_are_pinned_by_tag_from_values(render):
     digest = "sha256:" + "a" * 64
     images = {c["image"] for _, c, _ in containers(render({"image": {"tag": "1.2.3", "digest": digest}}))}
     assert images == {f"ghcr.io/coinline/coinline:1.2.3@{digest}"}
+    render({"image": {"tag": "latest"}}, expect_error=True)
     for bad in ("latest", ""):
-        render({"image": {"tag": bad}}, expect_error=True)
         render({**ALL_ON, "minio": {**ALL_ON["minio"], "image": {"tag": bad}}}, expect_error=True)
+    # a blank image.tag (the default) is the chart's appVersion, everywhere coinline's image runs
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    images = {c["image"] for w, c, _ in containers(render({**ALL_ON, "image": {"tag": ""}})) if "/minio:" not in c["image"]}
+    assert images == {f"ghcr.io/coinline/coinline:{app_version}"}
 
 
 def test_the_follower_needs_continuous_ingestion(render):
@@ -925,7 +932,7 @@ def test_chart_defaults_match_the_package_version_and_the_pipelines_image():
 
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     image = DEFAULTS["image"]
-    assert chart["appVersion"] == image["tag"] == coinline.__version__
+    assert chart["appVersion"] == coinline.__version__ and image["tag"] == ""  # blank: image.tag follows appVersion
     components_image = ROOT / "components" / "image.py"
     if components_image.exists():  # compiled KFP components run the same image as the schedules
         found = re.search(r'COINLINE_IMAGE_REPOSITORY\s*=\s*"([^"]+)"', components_image.read_text())

@@ -45,8 +45,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .digest }}{{ printf "%s:%s@%s" $repo $tag .digest }}{{ else }}{{ printf "%s:%s" $repo $tag }}{{ end -}}
 {{- end }}
 
+{{/* coinline's own image: image.tag, or the chart's appVersion when it is blank (the release's version). */}}
+{{- define "coinline.appImage" -}}
+{{- include "coinline.image" (merge (dict "tag" (default .Chart.AppVersion .Values.image.tag)) .Values.image) -}}
+{{- end }}
+
 {{- define "coinline.rayImage" -}}
-{{- $img := dict "repository" (default .Values.image.repository .Values.ray.image.repository) "tag" (default .Values.image.tag .Values.ray.image.tag) "digest" (ternary .Values.image.digest "" (and (empty .Values.ray.image.repository) (empty .Values.ray.image.tag))) -}}
+{{- $img := dict "repository" (default .Values.image.repository .Values.ray.image.repository) "tag" (default (default .Chart.AppVersion .Values.image.tag) .Values.ray.image.tag) "digest" (ternary .Values.image.digest "" (and (empty .Values.ray.image.repository) (empty .Values.ray.image.tag))) -}}
 {{- include "coinline.image" $img -}}
 {{- end }}
 
@@ -176,7 +181,7 @@ maintain: {suffix: maintain, component: maintain}
 
 {{/* Every component label of a coinline (not Ray, not MinIO) pod, for the NetworkPolicies. */}}
 {{- define "coinline.appComponents" -}}
-{{- $out := list "sync-follow" "kfp-upload" "minio-bucket" -}}
+{{- $out := list "sync-follow" "kfp-upload" "minio-bucket" "helm-test" -}}
 {{- range $key, $p := include "coinline.scheduleParts" . | fromYaml }}
 {{- $out = append $out $p.component }}
 {{- end }}
@@ -261,7 +266,7 @@ Call with (dict "root" $ "args" list "resources" map "shm" "2Gi" "command" list 
 {{- define "coinline.container" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
-image: {{ include "coinline.image" $v.image }}
+image: {{ include "coinline.appImage" $root }}
 imagePullPolicy: {{ $v.image.pullPolicy }}
 {{- with .command }}
 command:
