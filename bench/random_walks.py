@@ -11,9 +11,10 @@ Each market is committed to a fresh lake, materialized, trained (`training.run.t
 configuration: tree families, two walk-forward folds of 300 bars, no tuning; in-process) and put through
 `promotion.decide.promote` with the packaged default policy and nothing active (the champion is the base
 rate). Printed per market: the decision and its reason codes, the served combiners' pooled skill verdict
-(log loss vs the base rate, Holm p) and ECE at every served horizon. The figure of merit is the count of
-PROMOTE over all runs (goal: 0) and the count of "significant skill" verdicts (expected about alpha of the
-tests run). Nothing is asserted; it is a measurement. The load average is printed (timing is not the point).
+(log loss and ECE vs the base rate's, Holm p) and the combiner each fold served at every served horizon. The
+figure of merit is the count of PROMOTE over all runs (goal: 0) and the count of "significant skill"
+verdicts (expected about alpha of the tests run). Nothing is asserted; it is a measurement. The load
+average is printed (timing is not the point).
 
     python -m bench.random_walks [--seeds N] [--json]
 """
@@ -111,12 +112,16 @@ def one_market(seed: int, correlated: bool, root: Path) -> dict[str, Any]:
     run = train(lake, dataset, cfg, workers=1)
     metrics = lake.read_json(f"runs/{run.run_id}/metrics.json")
     by_model = metrics["skill"]["by_model"]
+    judged = metrics["horizons"]["served"]
     served = {}
     for h in cfg.horizons:
         row = by_model.get(f"{h}/{served_model(h, cfg)}")
         if row is not None:
+            folds = sorted((judged.get(str(h)) or {}).get("fold_combiners", {}).items(), key=lambda kv: int(kv[0]))
             served[str(h)] = {"model": row["model"], "log_loss": row["oos"]["log_loss"],
+                              "combiners": "|".join("/".join(sorted(c)) for _, c in folds),
                               "base_rate_log_loss": row["base_rate"]["log_loss"], "ece": row["oos"]["ece"],
+                              "base_rate_ece": row["base_rate"]["ece"],
                               "p_holm": row["p_value_holm"], "significant": bool(row["significant"])}
     decision = promote(lake, run.run_id, load_policy(), now=START + timedelta(days=400))
     return {"seed": seed, "market": "correlated" if correlated else "independent", "run_id": run.run_id,
@@ -136,15 +141,19 @@ def run(seeds: int | None = None) -> dict[str, Any]:
                 rows.append(one_market(seed, correlated, Path(tmp) / f"{seed}-{int(correlated)}"))
                 r = rows[-1]
                 print(f"  seed {seed:>2} {r['market']:<11} {r['decision']:<7} "
-                      + " ".join(f"h{h}: {v['model']} ll {v['log_loss']:.4f}/{v['base_rate_log_loss']:.4f} "
-                                 f"ece {v['ece']:.3f} p {v['p_holm']:.2f}" for h, v in r["served"].items()),
+                      + " ".join(f"h{h}: {v['model']}[{v['combiners']}] ll {v['log_loss']:.4f}/"
+                                 f"{v['base_rate_log_loss']:.4f} "
+                                 f"ece {v['ece']:.3f}/{v['base_rate_ece']:.3f} p {v['p_holm']:.2f}"
+                                 for h, v in r["served"].items()),
                       flush=True)
     eces = [v["ece"] for r in rows for v in r["served"].values()]
+    base_eces = [v["base_rate_ece"] for r in rows for v in r["served"].values()]
     return {"name": NAME, "seeds": seeds, "markets": len(rows), "promoted": sum(r["decision"] == "PROMOTE" for r in rows),
             "served_significant": sum(v["significant"] for r in rows for v in r["served"].values()),
             "served_tests": sum(len(r["served"]) for r in rows),
             "any_model_significant": sum(r["significant_any"] for r in rows), "model_tests": sum(r["tests"] for r in rows),
             "ece_max": max(eces) if eces else None, "ece_median": float(np.median(eces)) if eces else None,
+            "base_rate_ece_max": max(base_eces) if base_eces else None,
             "seconds": time.perf_counter() - t0, "load_average": os.getloadavg(), "rows": rows,
             "ratios": {"promoted/markets": sum(r["decision"] == "PROMOTE" for r in rows) / max(len(rows), 1)}}
 
@@ -158,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{NAME}: {result['promoted']} of {result['markets']} markets promoted (goal 0); served combiners "
           f"significant in {result['served_significant']} of {result['served_tests']} tests; any model significant "
           f"in {result['any_model_significant']} of {result['model_tests']}; served ECE median "
-          f"{result['ece_median']:.4f}, max {result['ece_max']:.4f} (goal <= 0.02); load average "
+          f"{result['ece_median']:.4f}, max {result['ece_max']:.4f} (goal <= 0.02; the base rate's own max "
+          f"{result['base_rate_ece_max']:.4f}); load average "
           f"{', '.join(f'{x:.2f}' for x in result['load_average'])}; {result['seconds']:.0f} s")
     if args.json:
         print(json.dumps({k: v for k, v in result.items()}, indent=1, default=str))

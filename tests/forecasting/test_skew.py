@@ -1,5 +1,6 @@
 """No training/serving skew: a finished run, loaded from the lake as a model set, re-predicts the rows of
-its last test fold from the lake's canonical candles exactly as the run's stored out-of-sample predictions."""
+its last test fold from the lake's canonical candles exactly as the run's stored out-of-sample predictions
+(every member, and the served combiner at every horizon)."""
 
 from __future__ import annotations
 
@@ -36,4 +37,5 @@ def test_loaded_set_repredicts_its_last_test_fold_bit_for_bit(trained):
             checked += 1
     families = set(oof["family"])
     assert {"xgboost", "lightgbm", "random_forest", "lstm", "transformer", "ensemble"} <= families
+    assert set(oof[oof["family"] == "ensemble"]["horizon"]) == set(ms.horizons), "a served combiner at every horizon"
     assert checked == len(oof.groupby(["symbol", "horizon", "family"]))

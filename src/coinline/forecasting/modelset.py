@@ -2,7 +2,9 @@
 
 A run stores, beside its evidence, everything needed to predict (see `training.artifacts.modelset_doc`):
 per coin and horizon the last walk-forward fold's calibrated specialists, the coin's stacking
-meta-learner (the one that made the last test fold's stacked predictions), the global regime model, the
+meta-learner (the one that made the last test fold's stacked predictions) and, at every other horizon, the
+combiner its last fold served (base rate, mean or one member; sets stored before it existed have none and
+serve the mean there), the global regime model, the
 feature names, and the climatology / momentum baselines and risk scale fitted on the same window. Every
 file is checked against the run manifest's SHA-256 before anything is unpickled.
 
@@ -46,6 +48,7 @@ class ModelSet:
     doc: dict[str, Any] = field(default_factory=dict)
     models: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)   # symbol -> h -> family -> model
     metas: dict[str, Any] = field(default_factory=dict)                           # symbol -> meta-learner
+    horizon_metas: dict[str, dict[int, Any]] = field(default_factory=dict)       # symbol -> h -> combiner (h != primary)
     regime: Any = None
 
     @property
@@ -114,6 +117,8 @@ def load_run_set(lake: Lake, run_id: str, *, symbols: list[str] | None = None) -
                           for h, spec in coin["horizons"].items()}
         ms.metas[sym] = (StackingMetaLearner.from_bytes(_verified(lake, run_id, coin["meta"], manifest))
                          if coin.get("meta") else None)
+        ms.horizon_metas[sym] = {int(h): StackingMetaLearner.from_bytes(_verified(lake, run_id, spec["meta"], manifest))
+                                 for h, spec in coin["horizons"].items() if spec.get("meta")}
     if doc.get("regime"):
         ms.regime = RegimeClassifier.from_bytes(_verified(lake, run_id, doc["regime"], manifest))
     return ms

@@ -8,8 +8,11 @@ test holds it to that). Only candles at or before a decision time can reach its 
 and the caller passes no later candle anyway.
 
 Per (coin, horizon, decision row t):
-    p_up               stacked ensemble at the primary horizon (the coin's last-fold meta-learner, gated by the
-                       regime posteriors); the mean of the horizon's specialists elsewhere ("mean")
+    p_up               the combiner the coin's last fold served at the horizon: at the primary horizon its
+                       meta-learner (the stack gated by the regime posteriors, or the base rate, the mean or
+                       one member); elsewhere the horizon's stored combiner (base rate, mean or one member),
+                       or, in sets stored before those existed, the mean of the horizon's specialists
+                       (`combiner` names which: "stacked", "base_rate", "mean", "member:<family>")
     volatility         trailing 1-bar log-return volatility (`vol_long`, the risk target's normaliser) * sqrt(h):
                        the naive reference the scoreboard judges expected_abs_move against
     expected_abs_move  the served risk head: sqrt(f * 2 / pi), the mean |X| of a zero-mean normal with
@@ -136,8 +139,8 @@ def predict_model_rows(ms: ModelSet, inputs: Inputs, symbol: str, rows: np.ndarr
     for h_key, spec in sorted(coin["horizons"].items(), key=lambda kv: int(kv[0])):
         h = int(h_key)
         members = {fam: model.predict_proba(frame.F, rows) for fam, model in sorted(ms.models[symbol][h].items())}
-        meta = ms.metas.get(symbol)
-        if h == ms.primary_horizon and meta is not None:
+        meta = ms.metas.get(symbol) if h == ms.primary_horizon else ms.horizon_metas.get(symbol, {}).get(h)
+        if meta is not None:
             P = np.column_stack([members[f] for f in meta.families])
             p, _ = meta.predict(P, np.nan_to_num(post, nan=1.0 / N_REGIMES))
             combiner = "stacked" if meta.choice == "stack" else meta.choice

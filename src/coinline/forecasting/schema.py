@@ -38,7 +38,7 @@ FORECASTS_SCHEMA = pa.schema([
     *(pa.field(c, pa.float64(), False) for c in REGIME_COLUMNS),   # regime posteriors (sum to 1)
     pa.field("p_base_rate", pa.float64(), False),    # climatology baseline, fixed at forecast time
     pa.field("p_momentum", pa.float64(), False),     # sign-of-trailing-return baseline, fixed at forecast time
-    pa.field("combiner", pa.string(), False),        # how p_up was made: stacked | mean | climatology
+    pa.field("combiner", pa.string(), False),        # how p_up was made: stacked | base_rate | mean | member:<family> | climatology
     pa.field("dataset_hash", pa.string(), False),    # the set's training dataset
     pa.field("input_hash", pa.string(), False),      # SHA-256 over the candles the forecast read
     pa.field("batch_id", pa.string(), False),

@@ -17,14 +17,17 @@ fold's own base models' predictions on the calibration slice of its training win
 rows lie after the fitted part and an embargo; only the 2-parameter calibration maps saw their labels), fit
 without regime gating (no out-of-sample posteriors exist there). Without a warmup, and for any fold whose
 meta training set is too small (< params["min_train_rows"]) or holds a single class, the combiner falls
-back to the equal-weight average of the base probabilities (flagged `fallback=True`).
+back (flagged `fallback=True`) to the equal-weight average of the base probabilities, or to the base rate
+with params["fallback"] = "base_rate" (when a base rate is known).
 
 The combiner is CHOSEN, not assumed (`choice`), among the candidates
     base_rate        the constant P(up) = the climatology: the mean of every label realized before the fold's
                      first test row when the caller gives `climatology`, else the mean label of the meta
                      training rows (serialised as `base_rate`, so serving reproduces it)
     mean, member:f   the equal-weight mean of the base probabilities, one member alone
-    stack            the regularized logistic stack (the only fitted candidate)
+    stack            the regularized logistic stack (the only fitted candidate); params["stack"] = False
+                     leaves it out (a training run does so off its primary horizon: there the combiner is
+                     chosen among the base rate, the mean and the tree members, without regime gating)
 Every candidate that needs no fitting (base_rate, mean, members) is scored by log loss on all the meta
 training rows: they are out of sample for it (base_rate at a row: the climatology realized before that row;
 without a climatology the mean of the earlier rows' labels). The stack is fitted on the first rows (in time
@@ -50,6 +53,10 @@ losses over every coin's rows of the same fold pick one combiner per fold, by th
 at one time stamp count as one draw in the standard error); the stack itself is still fitted per coin. A
 coin's fold pools only the folds of other coins that start no later than its own (their meta training labels
 were all realized before it starts).
+A run makes that choice at every horizon: at the primary one among all the candidates (regime-gated stack
+included), at the others without the stack (params["stack"] = False: only the trees predict there and no
+regime gating is served) and with blocks of max(24, 2h) bars (overlapping h-bar labels), so a horizon where
+the members merely fit noise serves the base rate instead of their mean.
 Known bias: on a warmup (fold 0) the members' calibration maps were fitted on the very labels they are
 scored against, so the members look better there than out of sample and fold 0 leans towards them.
 
@@ -172,7 +179,10 @@ class StackingMetaLearner:
     class only) -> fallback to the equal-weight average of base probabilities; select_fraction (0.3): the
     last share of the rows, where the stack fitted on the rows before is scored (0: never scored);
     select_margin (0.001), select_z (2) and select_block (24 rows): a more complex candidate must win by
-    max(select_margin, select_z * SE) in mean log loss (`choose_combiner`).
+    max(select_margin, select_z * SE) in mean log loss (`choose_combiner`); stack (True): whether the
+    stack is a candidate at all (False: base_rate, mean and the members only); fallback ("mean"): what a
+    learner without viable rows serves, "mean" or "base_rate" (the mean when no base rate is known). Those
+    two are not in DEFAULTS, so the blobs of learners that leave them unset are unchanged.
     Rows with a non-finite base probability, posterior or label are ignored in `fit`.
     `regime_post=None` in fit stacks without regime gating.
     `choice`: "base_rate", "mean", "member:<family>" or "stack"; `selection`: the selection's mean log
@@ -189,6 +199,8 @@ class StackingMetaLearner:
         self.families = tuple(families)
         if not self.families or len(set(self.families)) != len(self.families):
             raise ValueError("families must be non-empty and unique")
+        if self.params.get("fallback", "mean") not in ("mean", "base_rate"):
+            raise CombinerError(f"stacking params: fallback {self.params['fallback']!r} is not 'mean' or 'base_rate'")
         self.fallback = True
         self.choice = "mean"
         self.selection: dict[str, float] = {}
@@ -199,9 +211,14 @@ class StackingMetaLearner:
         self.n_train = 0
         self.seed: int | None = None
 
+    @property
+    def with_stack(self) -> bool:
+        """Whether the stack is a candidate (params["stack"], default True)."""
+        return bool(self.params.get("stack", True))
+
     def candidates(self) -> list[str]:
         """Every combiner this learner can serve, simplest first."""
-        return ["base_rate", "mean", *(f"member:{f}" for f in self.families), "stack"]
+        return ["base_rate", "mean", *(f"member:{f}" for f in self.families), *(["stack"] if self.with_stack else [])]
 
     # -- features
     def feature_names(self, use_regime: bool | None = None) -> list[str]:
@@ -264,7 +281,9 @@ class StackingMetaLearner:
         self.coef_, self.intercept_, self.selection = None, 0.0, {}
         self.base_rate = float(prior) if prior is not None else (float(np.mean(yk)) if len(yk) else None)
         if not self._viable(yk):
-            self.fallback, self.choice = True, "mean"
+            self.fallback = True
+            wanted = self.params.get("fallback", "mean")
+            self.choice = "base_rate" if wanted == "base_rate" and self.base_rate is not None else "mean"
             return self
         self.fallback = False
         Pk, Rk = P[ok], None if R is None else R[ok]
@@ -273,7 +292,7 @@ class StackingMetaLearner:
                                         None)
             pooled = _pool([] if record is None else [record], self.params)
             self.selection = pooled["selection"]
-            choice = pooled["choice"] or "stack"
+            choice = pooled["choice"] or ("stack" if self.with_stack else "mean")
         else:
             self.selection = {c: float(v) for c, v in (selection or {}).items()}
         self.choice = choice
@@ -311,18 +330,20 @@ class StackingMetaLearner:
     def _inner_losses(self, P: np.ndarray, R: np.ndarray | None, y: np.ndarray,
                       prior: np.ndarray | None, t: np.ndarray | None) -> dict[str, Any]:
         """Log loss per row of every candidate: base_rate (`prior` per row, else the mean of the earlier
-        rows' labels), mean and members on every row; the stack, fitted on the rows before the last
-        `select_fraction`, on those last rows only (NaN elsewhere, everywhere when that split is not viable)."""
+        rows' labels), mean and members on every row; the stack (unless left out, `with_stack`), fitted on
+        the rows before the last `select_fraction`, on those last rows only (NaN elsewhere, everywhere when
+        that split is not viable)."""
         n = len(y)
         if prior is None:
             prior = np.r_[0.5, np.cumsum(y)[:-1] / np.arange(1, n)] if n else np.zeros(0)
         cands = {"base_rate": prior, "mean": P.mean(axis=1)}
         cands.update({f"member:{f}": P[:, i] for i, f in enumerate(self.families)})
         rows = {name: _row_losses(y, p) for name, p in cands.items()}
-        rows["stack"] = np.full(n, np.nan)
         frac = float(self.params["select_fraction"])
         cut = _inner_cut(n, frac)
-        if frac > 0 and self._viable(y[:cut]) and cut < n:
+        if self.with_stack:
+            rows["stack"] = np.full(n, np.nan)
+        if self.with_stack and frac > 0 and self._viable(y[:cut]) and cut < n:
             coef, b = self._fit_stack(P[:cut], None if R is None else R[:cut], y[:cut])
             z = row_linear(self._features(P[cut:], None if R is None else R[cut:]), coef, b)
             rows["stack"][cut:] = _row_losses(y[cut:], _sigmoid(z))
@@ -559,7 +580,8 @@ def walk_forward_stack(fold_ids: np.ndarray, base_probs: np.ndarray, regime_post
     Returns (p_up, confidence, per_fold) where per_fold[f] = {"fallback", "choice" (served), "coin_choice"
     (what this coin's own selection picks), "selection" (its selection's mean log losses),
     "base_rate", "use_regime", "n_train", "weights", "family_weights"}; fold 0 (and any fold without enough
-    realized history or warmup) has fallback=True and p_up = the equal-weight average of the base probabilities.
+    realized history or warmup) has fallback=True and p_up = the equal-weight average of the base
+    probabilities (the base rate with params["fallback"] = "base_rate").
     `models`, when given a list, receives each fold's fitted meta-learner in fold order (the last one is
     the deployable combiner: it made the last test fold's predictions).
     `warmup[f] = (base_probs, y[, row_time])`: rows a fold may learn its combiner from when it has too little

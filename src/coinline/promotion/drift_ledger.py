@@ -14,9 +14,10 @@ re-predicted figures are used. `DriftReport.sources` says which source each part
                       earliest ledger window and not the run's OOS predictions (predictions/oof.parquet):
                       the OOS p_up come from the walk-forward fold models, each fit on a shorter window and
                       stacked by a fold-specific meta-learner, whereas the ledger holds the deployed last-fold
-                      models and meta-learner (and a "mean" combiner off the primary horizon, where oof.parquet
-                      has no ensemble at all). Their spreads differ by construction, so OOS-vs-live would
-                      confound "a different model" with "different inputs" and could fire on the first day.
+                      models and their last-fold combiner at each horizon (runs stored before those existed:
+                      a "mean" off the primary horizon, where their oof.parquet has no ensemble at all). Their
+                      spreads differ by construction, so OOS-vs-live would confound "a different model" with
+                      "different inputs" and could fire on the first day.
                       Two ledger windows of the same set, same combiner, same horizon and same coins differ
                       only through the inputs: that is what prediction drift is meant to detect. The
                       reference is pinned to the first window (it never follows the drift). Drift against

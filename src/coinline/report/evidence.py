@@ -9,11 +9,21 @@ from coinline.report.html import Table
 from coinline.report.parts import get, sig
 
 
+def _served(v: dict[str, Any]) -> Any:
+    """The served name and, when the run recorded them, the combiners its folds served, oldest fold first
+    (e.g. "ensemble: base_rate | mean"; "a/b": coins of one fold served different ones)."""
+    folds = v.get("fold_combiners")
+    if not folds:
+        return v.get("served")
+    return f"{v.get('served')}: " + " | ".join("/".join(sorted(c)) for _, c in sorted(folds.items(),
+                                                                                    key=lambda kv: int(kv[0])))
+
+
 def horizons_table(metrics: dict[str, Any]) -> Table | None:
     served = (metrics.get("horizons") or {}).get("served")
     if not served:
         return None
-    rows = [[int(h), v.get("served"), v.get("log_loss"), v.get("base_rate_log_loss"),
+    rows = [[int(h), _served(v), v.get("log_loss"), v.get("base_rate_log_loss"),
              sig(None if v.get("worse_than_base_rate") is None else not v["worse_than_base_rate"]),
              v.get("p_value_holm"), v.get("evidence")] for h, v in sorted(served.items(), key=lambda kv: int(kv[0]))]
     worse = (metrics.get("horizons") or {}).get("worse_than_base_rate") or []

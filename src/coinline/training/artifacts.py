@@ -2,7 +2,7 @@
 content hashes: config (+hash), dataset hash, seeds, folds, metric package, out-of-fold predictions,
 simulation, models (the last fold's, i.e. the deployable ones; every fold model's hash is listed), and
 `modelset.json`: what `coinline.forecasting.modelset` needs to load the run as a model set that forecasts
-(per coin and horizon the model files, the stacking meta-learner, feature names, baselines, risk scale)."""
+(per coin and horizon the model files, the combiner's meta-learner, feature names, baselines, risk scale)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,9 @@ def write_run(lake: Lake, run_id: str, *, cfg: TrainConfig, dataset: dict, metri
             files[model_file(r.symbol, name)] = blob
         if r.final_meta:
             files[f"models/{r.symbol}/meta.bin"] = r.final_meta
+        for h, blob in sorted(r.horizon_meta.items()):
+            if blob:
+                files[meta_file(r.symbol, h)] = blob
     files["modelset.json"] = json_bytes(modelset_doc(run_id, cfg, dataset, results, frames, regime,
                                                      quote=quote, interval=interval, metrics=metrics))
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
@@ -72,9 +75,17 @@ def model_file(symbol: str, name: str) -> str:
     return f"models/{symbol}/{name.replace('/', '_h_')}.bin"
 
 
+def meta_file(symbol: str, h: int) -> str:
+    """Where a coin's combiner at a horizon other than the primary lives inside the run (the last fold's
+    meta-learner: base rate, mean or one member); the primary horizon's is `models/<symbol>/meta.bin`."""
+    return f"models/{symbol}/meta-h{h}.bin"
+
+
 def modelset_doc(run_id: str, cfg: TrainConfig, dataset: dict, results: list, frames: dict, regime, *,
                  quote: str, interval: str, metrics: dict | None = None) -> dict[str, Any]:
-    """The run as a model set: which files predict which (coin, horizon), and what serving needs beside them."""
+    """The run as a model set: which files predict which (coin, horizon), and what serving needs beside them.
+    A horizon other than the primary names its combiner's meta-learner under "meta" (absent in sets stored
+    before it existed: those serve the mean of the horizon's models)."""
     spec = dataset.get("spec", {})
     coins: dict[str, Any] = {}
     for r in results:
@@ -83,8 +94,9 @@ def modelset_doc(run_id: str, cfg: TrainConfig, dataset: dict, results: list, fr
             fams = sorted(name.split("/", 1)[1] for name in r.final_models if name.split("/", 1)[0] == str(h))
             if not fams:
                 continue
+            meta = {"meta": meta_file(r.symbol, h)} if r.horizon_meta.get(h) else {}
             horizons[str(h)] = {**stats, "families": fams,
-                                "models": {f: model_file(r.symbol, f"{h}/{f}") for f in fams}}
+                                "models": {f: model_file(r.symbol, f"{h}/{f}") for f in fams}, **meta}
         coins[r.symbol] = {
             "feature_names": list(frames[r.symbol].feature_names),
             "horizons": horizons,

@@ -9,6 +9,9 @@ test row. The meta-learner for fold k is then fitted on the out-of-fold predicti
 serves (base rate, mean, one member or the stack) is chosen across coins: `stack_selection` gives this
 coin's per-row selection losses, `models.stacking.pooled_choice` pools them over the run's coins, and
 `finish_coin(..., pooled=...)` serves the pooled choice (the stack itself is fitted on this coin's rows).
+Every other horizon gets the same treatment without the stack and without regime gating (its candidates:
+base rate, mean, each tree member), because an unconditional mean of trees that overfit overlapping
+long-horizon labels served worse than the base rate there.
 
 Pure function of its inputs (frame, config, tuned parameters, seeds): a Ray task runs it unchanged.
 """
@@ -54,6 +57,12 @@ class CoinResult:
     model_hashes: dict[str, str] = field(default_factory=dict)          # "fold/h/family" -> sha256
     final_models: dict[str, bytes] = field(default_factory=dict)        # last fold's models, "h/family"
     final_meta: bytes = b""                                             # last fold's stacking meta-learner
+    # every horizon other than the primary: the served combiner (base rate, mean or one member, chosen per
+    # fold pooled over the coins): its OOS {"p", "confidence"} (row order `oos_rows[h]`), each fold's record
+    # (as `stacking_weights`) and the last fold's meta-learner (what serving loads)
+    horizon_ensemble: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    horizon_weights: dict[int, dict[Any, dict[str, Any]]] = field(default_factory=dict)
+    horizon_meta: dict[int, bytes] = field(default_factory=dict)
     # what serving needs beside the models, per horizon, fitted on the last fold's train + calib rows:
     # {"base_rate", "momentum" ({"-1", "0", "1"} -> P(up)), "risk_scale" (mean |ret| / (vol sqrt h)), "rows",
     #  "risk_head" (LogHARModel.to_dict(), or None with "risk_head_error")}
@@ -61,6 +70,13 @@ class CoinResult:
     # primary horizon, per fold: the fold models' P(up) on the fold's calibration slice, its labels and row
     # times (the stacking warm-up of a fold without realized earlier-fold history)
     calib_predictions: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def served_p(self, h: int, primary_horizon: int) -> np.ndarray | None:
+        """OOS P(up) of the combiner served at horizon h (row order `oos_rows[h]`): the stacked ensemble at
+        the primary horizon, the chosen combiner elsewhere; None before the ensemble step (or without it)."""
+        if h == primary_horizon:
+            return self.ensemble.get("p")
+        return self.horizon_ensemble.get(h, {}).get("p")
 
 
 def coin_folds(frame: CoinFrame, cfg: TrainConfig) -> list[Fold]:
@@ -87,12 +103,14 @@ def train_coin(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict], regim
 
 
 def finish_coin(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray,
-                pooled: dict[int, dict[str, Any]] | None = None) -> CoinResult:
+                pooled: dict[int, dict[int, dict[str, Any]]] | None = None) -> CoinResult:
     """Stack the specialists' out-of-fold predictions (gated by the regime posteriors) and compute the coin's
     metric package. Needs the global regime model's posteriors, so it runs after both are trained.
-    `pooled`: this coin's entry of `pooled_choice` ({fold: {"choice", "n", "coins", "selection", "tests"}}), the
-    combiner each fold serves; None: the coin's own choice."""
-    _stack(frame, cfg, result, regime_post, pooled)
+    Every horizon gets its combiner (`_stack`; regime gating and the stack at the primary horizon only).
+    `pooled`: per horizon this coin's entry of `pooled_choice` ({h: {fold: {"choice", "n", "coins",
+    "selection", "tests"}}}), the combiner each fold serves; None (or a horizon absent): the coin's own choice."""
+    for h in cfg.horizons:
+        _stack(frame, cfg, result, regime_post, h, (pooled or {}).get(h))
     result.metrics, result.base_rate = coin_metrics(frame, cfg, result)
     return result
 
@@ -177,17 +195,21 @@ def risk_head(frame: CoinFrame, h: int, rows: np.ndarray) -> dict[str, Any]:
         return {"risk_head": None, "risk_head_error": f"{frame.symbol}: {exc}"}
 
 
-def _stack_inputs(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray
+def _stack_inputs(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray, h: int
                   ) -> tuple[tuple, dict[str, Any]] | None:
-    """(positional, keyword) arguments of `walk_forward_stack` / `stack_selection` for this coin at the
-    primary horizon; None when the coin has no predictions there."""
-    h = cfg.primary_horizon
+    """(positional, keyword) arguments of `walk_forward_stack` / `stack_selection` for this coin at horizon
+    h; None when the coin has no predictions there. Regime posteriors and the warm-up (fold 0's combiner
+    learned on its calibration slice) at the primary horizon only: elsewhere no stack is a candidate, so
+    nothing gates, and a warm-up would favour the members (their calibration maps were fitted on those very
+    labels; with overlapping h-bar labels that few rows hold few independent outcomes, so the optimism is
+    large), so a fold without realized earlier-fold rows serves the base rate (`stacking_params`)."""
     if h not in result.predictions:
         return None
+    primary = h == cfg.primary_horizon
     fams = tuple(sorted(result.predictions[h]))
     rows = result.oos_rows[h]
     base = np.column_stack([result.predictions[h][f] for f in fams])
-    post = np.nan_to_num(regime_post[rows], nan=0.25)
+    post = np.nan_to_num(regime_post[rows], nan=0.25) if primary else None
     targets = frame.targets[h]["dir"]
     y = targets[rows].astype(int)
     # a label is known once the bar h ahead has closed: the meta-learner of fold k may only learn from
@@ -196,35 +218,44 @@ def _stack_inputs(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime
     delay = (h + 1) * step
     row_time = frame.times[rows]
     warmup = {k: (np.column_stack([c["p"][f] for f in fams]), c["y"], *(() if "t" not in c else (c["t"],)))
-              for k, c in result.calib_predictions.items() if all(f in c["p"] for f in fams)}
+              for k, c in result.calib_predictions.items() if all(f in c["p"] for f in fams)} if primary else None
     labelled = valid_rows(frame, h)   # the base-rate candidate: every label realized before the fold
     climatology = (frame.times[labelled] + delay, targets[labelled].astype(float))
-    args = (result.oos_fold[h], base, post, y, fams, derive_seed(cfg.seed, frame.symbol, "stack"))
+    seed = derive_seed(cfg.seed, frame.symbol, "stack", *(() if primary else (h,)))
+    args = (result.oos_fold[h], base, post, y, fams, seed)
     kwargs = {"row_time": row_time, "label_time": row_time + delay, "warmup": warmup,
               "climatology": climatology,
-              "params": stacking_params(cfg)}
+              "params": stacking_params(cfg, h)}
     return args, kwargs
 
 
-def stacking_params(cfg: TrainConfig) -> dict[str, Any]:
-    """The meta-learner's parameters in a run: L2 strength cfg.stacking_c; a more complex combiner must win by
-    max(cfg.ensemble_tolerance, 2 standard errors), the errors from blocks of max(24, 2h) bars (the block of
-    the run's pooled skill test)."""
-    return {"C": cfg.stacking_c, "select_margin": cfg.ensemble_tolerance,
-            "select_block": max(24, 2 * cfg.primary_horizon)}
+def stacking_params(cfg: TrainConfig, h: int | None = None) -> dict[str, Any]:
+    """The meta-learner's parameters in a run at horizon h (default: the primary): L2 strength
+    cfg.stacking_c; a more complex combiner must win by max(cfg.ensemble_tolerance, 2 standard errors), the
+    errors from blocks of max(24, 2h) bars (overlapping h-bar labels make neighbouring rows dependent; at the
+    primary horizon this is the block of the run's pooled skill test). Off the primary horizon the stack is
+    no candidate (`stack: False`) and a fold without enough meta rows serves the base rate, not the mean
+    (`fallback: "base_rate"`): with no evidence the rule's simplest candidate."""
+    h = cfg.primary_horizon if h is None else h
+    return {"C": cfg.stacking_c, "select_margin": cfg.ensemble_tolerance, "select_block": max(24, 2 * h),
+            **({} if h == cfg.primary_horizon else {"stack": False, "fallback": "base_rate"})}
 
 
 def stacking_record(frame: CoinFrame, cfg: TrainConfig, result: CoinResult,
-                    regime_post: np.ndarray) -> dict[int, dict[str, Any]]:
-    """Pass 1 of the pooled combiner choice: this coin's per-fold selection losses of every
-    candidate (`models.stacking.stack_selection`); {} when the coin has no primary-horizon predictions."""
-    inputs = _stack_inputs(frame, cfg, result, regime_post)
+                    regime_post: np.ndarray, h: int | None = None) -> dict[int, dict[str, Any]]:
+    """Pass 1 of the pooled combiner choice at horizon h (default: the primary): this coin's per-fold
+    selection losses of every candidate (`models.stacking.stack_selection`); {} when the coin has no
+    predictions at h."""
+    inputs = _stack_inputs(frame, cfg, result, regime_post, cfg.primary_horizon if h is None else h)
     return {} if inputs is None else stack_selection(*inputs[0], **inputs[1])
 
 
-def _stack(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray,
+def _stack(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: np.ndarray, h: int,
            pooled: dict[int, dict[str, Any]] | None = None) -> None:
-    inputs = _stack_inputs(frame, cfg, result, regime_post)
+    """The combiner of every fold at horizon h (walk-forward, the pooled choice when given) and its OOS
+    predictions, kept in `ensemble` / `stacking_weights` / `final_meta` at the primary horizon and in
+    `horizon_ensemble` / `horizon_weights` / `horizon_meta` elsewhere."""
+    inputs = _stack_inputs(frame, cfg, result, regime_post, h)
     if inputs is None:
         return
     metas: list = []
@@ -234,13 +265,18 @@ def _stack(frame: CoinFrame, cfg: TrainConfig, result: CoinResult, regime_post: 
         if k in weights:
             weights[k]["pooled"] = {"n": v["n"], "coins": v["coins"], "selection": v["selection"],
                                     "tests": v["tests"]}
-    result.ensemble = {"p": p, "confidence": conf}
-    result.stacking_weights = weights
-    result.final_meta = metas[-1].to_bytes() if metas else b""
+    blob = metas[-1].to_bytes() if metas else b""
+    if h == cfg.primary_horizon:
+        result.ensemble, result.stacking_weights, result.final_meta = {"p": p, "confidence": conf}, weights, blob
+    else:
+        result.horizon_ensemble[h] = {"p": p, "confidence": conf}
+        result.horizon_weights[h] = weights
+        result.horizon_meta[h] = blob
 
 
 def coin_metrics(frame: CoinFrame, cfg: TrainConfig, result: CoinResult) -> tuple[dict[str, Any], dict]:
-    """Per horizon x model (+ ensemble at the primary horizon): OOS metrics, baselines, skill, chance test."""
+    """Per horizon x model (+ "ensemble", the served combiner, at every horizon that has one): OOS metrics,
+    baselines, skill, chance test."""
     out: dict[str, Any] = {}
     base_rate: dict[int, np.ndarray] = {}
     for h, fam_preds in result.predictions.items():
@@ -256,8 +292,9 @@ def coin_metrics(frame: CoinFrame, cfg: TrainConfig, result: CoinResult) -> tupl
         base_rate[h] = base["base_rate"]
         base_metrics = {name: classification_metrics(y, p) for name, p in base.items()}
         models = dict(fam_preds)
-        if h == cfg.primary_horizon and "p" in result.ensemble:
-            models["ensemble"] = result.ensemble["p"]
+        served = result.served_p(h, cfg.primary_horizon)
+        if served is not None:
+            models["ensemble"] = served
         per_model = {}
         for name, p in models.items():
             m = classification_metrics(y, p)

@@ -116,15 +116,19 @@ def _finish_one(item: tuple[CoinFrame, CoinResult, np.ndarray, dict | None], cfg
 
 def finish_coins(frames: dict[str, CoinFrame], specialists: list[CoinResult], regime: RegimeResult,
                  cfg: TrainConfig, workers: int | None) -> list[CoinResult]:
-    """The ensemble step of every coin: each coin's selection losses per fold (cheap logistic fits,
-    here), one combiner per fold pooled over the coins (`models.stacking.pooled_choice` under
-    `stacking_params`), then per coin (Ray tasks) the stack fitted on its own rows, the pooled combiner
+    """The ensemble step of every coin: at every horizon each coin's selection losses per fold (cheap
+    logistic fits, here), one combiner per (horizon, fold) pooled over the coins
+    (`models.stacking.pooled_choice` under `stacking_params(cfg, h)`: the stack is a candidate at the
+    primary horizon only), then per coin (Ray tasks) the stack fitted on its own rows, the pooled combiners
     served, and the coin's metric package. Pooled because a per-coin choice on a few hundred
     rows picks whichever candidate got lucky."""
     posts = {r.symbol: posteriors_for(frames[r.symbol].times, regime) for r in specialists}
-    records = {r.symbol: stacking_record(frames[r.symbol], cfg, r, posts[r.symbol]) for r in specialists}
-    pooled = pooled_choice(records, stacking_params(cfg))
-    items = [(frames[r.symbol], r, posts[r.symbol], pooled.get(r.symbol)) for r in specialists]
+    pooled: dict[str, dict[int, dict]] = {r.symbol: {} for r in specialists}
+    for h in cfg.horizons:
+        records = {r.symbol: stacking_record(frames[r.symbol], cfg, r, posts[r.symbol], h) for r in specialists}
+        for symbol, per_fold in pooled_choice(records, stacking_params(cfg, h)).items():
+            pooled[symbol][h] = per_fold
+    items = [(frames[r.symbol], r, posts[r.symbol], pooled[r.symbol]) for r in specialists]
     return map_tasks(_finish_one, items, shared=(cfg,), workers=workers)
 
 
@@ -253,6 +257,7 @@ def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, l
                      interval_ms=interval_ms(interval))
         checks[r.symbol] = {"hindcast": hc, "hindcast_summary": rolling_summary(hc), "forward": fw}
     skill = pooled_skill(_pooled(frames, results, cfg), seed=cfg.seed, block=max(24, 2 * h))
+    combiners = fold_combiners(results, cfg)
     return {
         "run_id": run_id,
         "dataset_id": ds_manifest["dataset_id"],
@@ -265,8 +270,9 @@ def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, l
         "per_coin": {r.symbol: r.metrics for r in results},
         "in_sample": {r.symbol: r.in_sample for r in results},
         "stacking_weights": {r.symbol: r.stacking_weights for r in results},
+        "horizon_combiners": {r.symbol: {str(k): v for k, v in sorted(r.horizon_weights.items())} for r in results},
         "ensemble_check": ensemble_check(frames, results, cfg),
-        "horizons": judge_horizons(skill, cfg),
+        "horizons": judge_horizons(skill, cfg, combiners),
         "risk": risk_metrics(frames, cfg),
         "regime": regime.metrics,
         "tuning": tuning["log"],
@@ -280,26 +286,44 @@ def _metric_package(run_id, ds_manifest, cfg, frames, results, regime, tuning, l
 
 
 def served_model(h: int, cfg: TrainConfig) -> str:
-    """The combiner a model set serves at horizon h: the stacked ensemble at the primary horizon, the mean
-    of the horizon's specialists elsewhere."""
-    return "ensemble" if h == cfg.primary_horizon else "mean"
+    """The skill-table name of what a model set serves at horizon h: "ensemble" at every horizon, the
+    combiner chosen per fold pooled over the coins (the regime-gated stack among the candidates at the
+    primary horizon; base rate, mean or one member elsewhere). Runs stored before that served the
+    unconditional mean off the primary horizon, under the name "mean"."""
+    return "ensemble"
 
 
-def judge_horizons(skill: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
-    """Every horizon judged: the served combiner's pooled OOS verdict against the base rate, and every
-    (horizon, model) that loses to the base rate out of sample."""
+def fold_combiners(results: list[CoinResult], cfg: TrainConfig) -> dict[str, dict[str, dict[str, int]]]:
+    """{horizon: {fold: {combiner: coins serving it}}}: what each fold served at each horizon."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for r in results:
+        for h in cfg.horizons:
+            weights = r.stacking_weights if h == cfg.primary_horizon else r.horizon_weights.get(h, {})
+            for k, w in weights.items():
+                slot = out.setdefault(str(h), {}).setdefault(str(k), {})
+                slot[w["choice"]] = slot.get(w["choice"], 0) + 1
+    return {h: {k: dict(sorted(v.items())) for k, v in sorted(f.items(), key=lambda kv: int(kv[0]))}
+            for h, f in sorted(out.items(), key=lambda kv: int(kv[0]))}
+
+
+def judge_horizons(skill: dict[str, Any], cfg: TrainConfig,
+                   combiners: dict[str, dict[str, dict[str, int]]] | None = None) -> dict[str, Any]:
+    """Every horizon judged: the served combiner's pooled OOS verdict against the base rate (with the
+    combiners its folds served, `fold_combiners`, when given), and every (horizon, model) that loses to the
+    base rate out of sample."""
     rows = skill["by_model"]
     served = {}
     for h in cfg.horizons:
         row = rows.get(f"{h}/{served_model(h, cfg)}")
+        folds = {} if combiners is None else {"fold_combiners": combiners.get(str(h), {})}
         if row is None:
-            served[str(h)] = {"served": served_model(h, cfg), "evidence": "none"}
+            served[str(h)] = {"served": served_model(h, cfg), "evidence": "none", **folds}
             continue
         ll, base = row["oos"]["log_loss"], row["base_rate"]["log_loss"]
         served[str(h)] = {"served": row["model"], "log_loss": ll, "base_rate_log_loss": base,
                           "worse_than_base_rate": bool(ll > base), "p_value_holm": row["p_value_holm"],
                           "significant": bool(row["significant"]),
-                          "evidence": "skill" if row["significant"] else "none"}
+                          "evidence": "skill" if row["significant"] else "none", **folds}
     worse = sorted(k for k, r in rows.items() if r["oos"]["log_loss"] > r["base_rate"]["log_loss"])
     return {"served": served, "worse_than_base_rate": worse}
 
@@ -363,10 +387,9 @@ def _pooled(frames, results, cfg) -> dict:
         for h, fams in r.predictions.items():
             y = f.targets[h]["dir"][r.oos_rows[h]]
             models = dict(fams)
-            if h == cfg.primary_horizon and "p" in r.ensemble:
-                models["ensemble"] = r.ensemble["p"]
-            else:   # what a model set serves at the other horizons: the mean of the horizon's specialists
-                models["mean"] = np.column_stack([fams[f] for f in sorted(fams)]).mean(axis=1)
+            served = r.served_p(h, cfg.primary_horizon)
+            if served is not None:   # what the model set serves at h (`served_model`)
+                models["ensemble"] = served
             for name, p in models.items():
                 slot = pooled.setdefault((h, name), {"y": [], "p": [], "base": [], "t": []})
                 slot["y"].append(y)
@@ -377,14 +400,16 @@ def _pooled(frames, results, cfg) -> dict:
 
 
 def as_table(results: list[CoinResult], frames: dict[str, CoinFrame], cfg: TrainConfig) -> pa.Table:
-    """Out-of-fold predictions of every coin, horizon and family as one table."""
+    """Out-of-fold predictions of every coin, horizon and family (and "ensemble", the served combiner, at
+    every horizon) as one table."""
     rows = []
     for r in results:
         f = frames[r.symbol]
         for h, fams in r.predictions.items():
             idx = r.oos_rows[h]
             y = f.targets[h]["dir"][idx]
-            for fam, p in {**fams, **({"ensemble": r.ensemble["p"]} if h == cfg.primary_horizon and "p" in r.ensemble else {})}.items():
+            served = r.served_p(h, cfg.primary_horizon)
+            for fam, p in {**fams, **({} if served is None else {"ensemble": served})}.items():
                 rows.append(pd.DataFrame({"symbol": r.symbol, "horizon": h, "family": fam, "open_time_ms": f.times[idx],
                                           "fold": r.oos_fold[h], "p_up": p, "y": y}))
     return pa.Table.from_pandas(pd.concat(rows, ignore_index=True), preserve_index=False) if rows else pa.table({})
