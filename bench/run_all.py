@@ -25,6 +25,7 @@ from bench import (
     backfill_rss,
     forecasting,
     ingest_throughput,
+    materialize,
     random_walks,
     real_study,
     staged_training,
@@ -38,6 +39,7 @@ BENCHMARKS = {
     "ingest_throughput": lambda opts: ingest_throughput.run(freqtrade=not opts.no_freqtrade),
     "backfill_requests": lambda opts: backfill_requests.run(),
     "sync_noop": lambda opts: sync_noop.run(),
+    "materialize": lambda opts: materialize.run(),
     "backfill_rss": lambda opts: backfill_rss.run(),
     "training": lambda opts: training.run(),
     "staged_training": lambda opts: staged_training.run(),
@@ -83,6 +85,15 @@ def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                  fmt_ratio(x["noop long/short"])),
                 (name, "one-new-candle sync (goal <= 1.2)", f"{lg['one_new_median_s'] * 1e3:.1f} ms",
                  f"{sh['one_new_median_s'] * 1e3:.1f} ms", fmt_ratio(x["one-new long/short"]))]
+    if name == "materialize":
+        return [(name, f"one new candle per series / full build, {r['rows']:,} rows (goal <= 0.1)",
+                 f"{r['one_new_median_s']:.2f} s", f"{r['full_median_s']:.2f} s", fmt_ratio(x["one-new/full"])),
+                (name, "  nothing new / full build", f"{r['warm_seconds']:.2f} s", f"{r['full_median_s']:.2f} s",
+                 fmt_ratio(x["warm/full"])),
+                (name, "  incremental == full build (hash, bytes)", "yes" if r["identical"] else "NO", "", ""),
+                (name, "validate after one new candle / cold", f"{r['validate_one_new_s']:.2f} s",
+                 f"{r['validate_cold_s']:.2f} s", fmt_ratio(x["validate one-new/cold"])),
+                (name, "  load average start / end", r["load_average_start"], r["load_average_end"], "")]
     if name == "backfill_rss":
         return [(name, f"peak RSS, {r['rows']:,}-row backfill (goal < 1 GB)", f"{r['peak_rss_bytes'] / 1e6:,.0f} MB",
                  f"{r['baseline_peak_rss_bytes'] / 1e6:,.0f} MB", fmt_ratio(x["peak/baseline"])),

@@ -221,7 +221,8 @@ def cmd_materialize(args) -> int:
             spec = DatasetSpec(s.training_universe_version, interval, args.source, tuple(args.quotes or s.quotes),
                                parse_iso_utc(args.start) if args.start else None,
                                parse_iso_utc(args.end) if args.end else None)
-            out.append(materialize(app.lake, app.universe, spec, gap_tolerance=s.gap_tolerance, now=app.now).summary())
+            out.append(materialize(app.lake, app.universe, spec, gap_tolerance=s.gap_tolerance, now=app.now,
+                                   full=args.full, progress=not args.json).summary())
     _print(out, args.json, _table(out, ["dataset_id", "content_hash", "rows", "series"]))
     return 0
 
@@ -293,7 +294,7 @@ def cmd_validate(args) -> int:
     from coinline.quality.lake_checks import validate_lake
 
     with _app(args, providers=False) as app:
-        results = validate_lake(app.lake, gap_tolerance=app.settings.gap_tolerance)
+        results = validate_lake(app.lake, gap_tolerance=app.settings.gap_tolerance, progress=not args.json)
     rows = [{"suite": r.suite, "success": r.success, "rows": r.row_count, "summary": r.summary()} for r in results]
     _print(rows, args.json, _table(rows, ["suite", "success", "rows", "summary"]))
     return 0 if all(r.success for r in results) else 1
@@ -746,6 +747,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--source", default="coinapi")
     sp.add_argument("--start")
     sp.add_argument("--end")
+    sp.add_argument("--full", action="store_true",
+                    help="rebuild every series from raw (default: update the last dataset of the same spec)")
     sp = verb("export", cmd_export, "write canonical candles of one series to CSV or Parquet")
     for a in ("--symbol", "--quote", "--interval", "--out"):
         sp.add_argument(a, required=True)

@@ -2,14 +2,17 @@
 Delta table versions, validated by the quality gate, written with a content hash and lineage manifest.
 
 Dataset identity is its content: the same rows give the same SHA-256 however they were ingested
-(order, batching, retries); the manifest records how to rebuild it (table versions, code version).
+(order, batching, retries) and however they were built (from scratch, or from the previous dataset of
+the same spec with only the changed series re-derived: `datasets.incremental`); the manifest records how
+to rebuild it (table versions, code version), how it was built (`build`) and the SHA-256 of its data file
+(`data_sha256`, so the next build can trust it as a base without re-hashing every row).
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import coinline
-from coinline.datasets.canonical import canonical_candles, committed_corrections
+from coinline.datasets import incremental
+from coinline.datasets.canonical import committed_corrections
 from coinline.errors import QualityGateError
 from coinline.hashing import table_sha256
 from coinline.ingest.gaps import known_gaps
@@ -70,13 +74,20 @@ def dataset_series(lake: Lake, universe: Universe, spec: DatasetSpec) -> list[Se
             and k.quote in spec.quotes]
 
 
-def materialize(lake: Lake, universe: Universe, spec: DatasetSpec, *, gap_tolerance: int, now: datetime) -> Dataset:
+def materialize(lake: Lake, universe: Universe, spec: DatasetSpec, *, gap_tolerance: int, now: datetime,
+                full: bool = False, progress: bool = False) -> Dataset:
+    """Build (or find again) the dataset of `spec` from the lake as it is, in proportion to what changed since
+    the last build of the same spec (`datasets.incremental`; `full` ignores it). Quality: the raw suite over
+    the batches not validated yet, then either the canonical suite over every row (a full build) or the
+    whole-series invariants (an incremental one: the rows that changed are rows of batches that just passed
+    the raw suite). Raises QualityGateError when a batch failed, a gap is unexplained, or a check fails."""
     # Great Expectations is slow to import; keep it off the CLI's start path
-    from coinline.quality.lake_checks import failed_batches, validate_new_batches
+    from coinline.quality.invariants import invariants_result, profiles_of_parts
+    from coinline.quality.lake_checks import validate_new_batches
     from coinline.quality.suites import validate_candles
 
-    validate_new_batches(lake)
-    raw_version = tables.open_table(lake, tables.RAW).version()
+    raw = validate_new_batches(lake, progress=progress)
+    raw_version = raw.version
     keys = dataset_series(lake, universe, spec)
     refuse_unexplained_gaps(lake, universe, spec)
     if not keys:
@@ -85,30 +96,39 @@ def materialize(lake: Lake, universe: Universe, spec: DatasetSpec, *, gap_tolera
     labels = {k.label() for k in keys}
     batches = sorted({m["batch_id"] for m in tables.commit_manifests(lake, tables.RAW)
                       if m.get("series") in labels and m["table_version"] <= raw_version})
-    bad = failed_batches(lake, set(batches))
+    bad = sorted(set(batches) & raw.failed)
     if bad:
         raise QualityGateError(f"{len(bad)} input batch(es) failed the raw quality suite, e.g. {bad[0]} "
                                f"(results under quality/raw/); materialization blocked")
-    candles = canonical_candles(lake, keys, start=spec.start, end=spec.end, raw_version=raw_version)
+    base = None if full else incremental.find_base(lake, spec, raw_version=raw_version)
+    build = (incremental.incremental_build(lake, base, keys, spec, raw_version=raw_version, progress=progress)
+             if base is not None else None)
+    build = build or incremental.full_build(lake, keys, spec, raw_version=raw_version, progress=progress)
     gaps = known_gaps(lake)
-    result = validate_candles(candles, stage="canonical", known_gaps=gaps, gap_tolerance=gap_tolerance)
-    content_hash = table_sha256(candles, HASHED_COLUMNS)
+    data = build.table()
+    if build.base is None:
+        result = validate_candles(data, stage="canonical", known_gaps=gaps, gap_tolerance=gap_tolerance)
+    else:
+        result = invariants_result(profiles_of_parts(build.parts), known_gaps=gaps, gap_tolerance=gap_tolerance,
+                                   parameters={"base": build.base.dataset_id,
+                                               "new_batches": len(set(batches) - build.base.batches)})
+    # the base's rows unchanged: its verified hash and stored bytes are this dataset's (same id)
+    content_hash = build.base.manifest["content_hash"] if build.unchanged else table_sha256(data, HASHED_COLUMNS)
     dataset_id = f"{spec.universe_version}.{spec.interval}.{spec.source}.{content_hash[:16]}"
     lake.write_json(f"quality/datasets/{dataset_id}.json", result.to_dict())
     if not result.success:
         raise QualityGateError(f"quality gate failed for dataset {dataset_id}: {result.summary()} "
                                f"(results: quality/datasets/{dataset_id}.json)")
-    data = candles.select(HASHED_COLUMNS)
-    buf = io.BytesIO()
-    pq.write_table(data, buf, compression="zstd")
+    blob = None if build.unchanged else incremental.data_bytes(data)
+    data_sha256 = build.base.data_sha256 if blob is None else hashlib.sha256(blob).hexdigest()
     corrections = committed_corrections(lake, raw_version=raw_version)
     manifest = {
         "dataset_id": dataset_id,
         "content_hash": content_hash,
-        "hash_algorithm": "sha256/coinline-canonical-rows-v1",
+        "hash_algorithm": incremental.HASH_ALGORITHM,
         "hashed_columns": HASHED_COLUMNS,
         "row_order": ["symbol", "quote", "interval", "open_time", "source", "venue"],
-        "spec": {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(spec).items()},
+        "spec": incremental.spec_dict(spec),
         "row_count": data.num_rows,
         "series": _series_summary(data),
         "inputs": {
@@ -119,13 +139,17 @@ def materialize(lake: Lake, universe: Universe, spec: DatasetSpec, *, gap_tolera
             "batches": batches,
         },
         "quality": {"suite": result.suite, "success": result.success, "results": f"quality/datasets/{dataset_id}.json"},
+        "build": build.summary(),
+        "data_sha256": data_sha256,
         "code_version": code_version(),
         "created_at": now.isoformat(),
     }
-    base = f"datasets/{dataset_id}"
-    lake.write_bytes(f"{base}/data.parquet", buf.getvalue())
-    lake.write_json(f"{base}/manifest.json", manifest)  # the manifest names the data: written last
-    return Dataset(dataset_id, content_hash, data.num_rows, len(keys), lake.uri(base), manifest)
+    path = f"datasets/{dataset_id}"
+    if blob is not None:
+        lake.write_bytes(f"{path}/data.parquet", blob)
+    lake.write_json(f"{path}/manifest.json", manifest)  # the manifest names the data: written last
+    incremental.record_latest(lake, spec, dataset_id)
+    return Dataset(dataset_id, content_hash, data.num_rows, len(keys), lake.uri(path), manifest)
 
 
 def refuse_unexplained_gaps(lake: Lake, universe: Universe, spec: DatasetSpec) -> None:

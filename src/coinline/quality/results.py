@@ -104,6 +104,16 @@ class QualityResult:
             head += f"; skipped: {', '.join(self.skipped)}"
         return head
 
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> QualityResult:
+        """A result back from its `to_dict()` form (e.g. a stored result, to report it again)."""
+        checks = tuple(CheckResult(**{**c, "columns": tuple(c.get("columns") or ()),
+                                      "examples": tuple(c.get("examples") or ()),
+                                      "series": tuple(c.get("series") or ())}) for c in doc.get("checks") or [])
+        return cls(suite=doc["suite"], success=bool(doc["success"]), checks=checks, row_count=int(doc["row_count"]),
+                   series_count=int(doc["series_count"]), skipped=tuple(doc.get("skipped") or ()),
+                   parameters=dict(doc.get("parameters") or {}))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "suite": self.suite,
