@@ -64,7 +64,8 @@ def raw_result_name(batch_id: str) -> str:
 
 
 def validate_new_batches(lake: Lake, *, progress: bool = False) -> RawValidation:
-    """Validate every committed raw batch that has no stored result yet, and record how far validation got."""
+    """Validate every candle batch committed since the recorded state (on a lake without one: every batch
+    without a stored result), store each batch's result, and record how far validation got."""
     state = lake.read_json(STATE) or {}
     since = int(state.get("raw_candles_version", -1))
     failed = set(state.get("failed") or [])
@@ -72,7 +73,9 @@ def validate_new_batches(lake: Lake, *, progress: bool = False) -> RawValidation
     version = table.version()
     pending = {m["batch_id"]: m for m in tables.commit_manifests(lake, tables.RAW)
                if m.get("kind") == "candles" and since < m["table_version"] <= version}
-    stored = _stored_outcomes(lake, pending, listed=since < 0)
+    # a lake validated before the state was recorded: skip what has a result (one listing); afterwards a
+    # batch past the recorded version is validated again even if a concurrent run stored a result (same result)
+    stored = _stored_outcomes(lake, pending) if since < 0 else {}
     failed |= {b for b, ok in stored.items() if not ok}
     todo = {b: m for b, m in pending.items() if b not in stored}
     results: list[QualityResult] = []
@@ -87,16 +90,11 @@ def validate_new_batches(lake: Lake, *, progress: bool = False) -> RawValidation
     return RawValidation(version, frozenset(failed), frozenset(todo), results)
 
 
-def _stored_outcomes(lake: Lake, pending: dict[str, dict], *, listed: bool) -> dict[str, bool]:
-    """Success of the pending batches that already have a stored result (a concurrent validation, or a lake
-    validated before the state was recorded: then one listing instead of one read per batch)."""
-    if listed:
-        names = {n.rsplit("/", 1)[-1].removesuffix(".json") for n in lake.list("quality/raw")}
-        candidates: Iterable[str] = [b for b in pending if b in names]
-    else:
-        candidates = pending
+def _stored_outcomes(lake: Lake, pending: dict[str, dict]) -> dict[str, bool]:
+    """Success of the pending batches that already have a stored result."""
+    names = {n.rsplit("/", 1)[-1].removesuffix(".json") for n in lake.list("quality/raw")}
     out = {}
-    for batch_id in candidates:
+    for batch_id in (b for b in pending if b in names):
         doc = lake.read_json(raw_result_name(batch_id))
         if doc is not None:
             out[batch_id] = bool(doc.get("success", False))
