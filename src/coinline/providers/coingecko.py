@@ -143,9 +143,13 @@ def _parse_row(raw: Any, index: int, request: str) -> MarketRow:
             if value < 1:
                 raise fail(f"field {field!r} must be >= 1, got {value!r}")
             return int(value)
-        if not math.isfinite(value) or value < 0:
+        try:
+            as_float = float(value)
+        except OverflowError:   # an int past the float range: math.isfinite would raise it too
+            raise fail(f"field {field!r} must be finite and >= 0, got an integer of {len(str(value))} digits") from None
+        if not math.isfinite(as_float) or as_float < 0:
             raise fail(f"field {field!r} must be finite and >= 0, got {value!r}")
-        return float(value)
+        return as_float
 
     for required in ("id", "symbol", "name"):
         if required not in raw:
