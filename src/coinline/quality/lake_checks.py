@@ -18,7 +18,7 @@ every run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,8 +80,8 @@ def validate_new_batches(lake: Lake, *, progress: bool = False) -> RawValidation
     todo = {b: m for b, m in pending.items() if b not in stored}
     results: list[QualityResult] = []
     if todo:
-        members = _members(_rows_of(lake, table, todo), todo)
-        with tqdm(total=len(members), desc="raw suite", unit="batch", disable=None if progress else True) as bar:
+        members = _members(lake, _new_files(lake, table, todo), todo)
+        with tqdm(total=len(todo), desc="raw suite", unit="batch", disable=None if progress else True) as bar:
             for group in _groups(members, GROUP_ROWS):
                 group_results, outcomes = _validate_group(lake, group, bar)
                 results += group_results
@@ -101,36 +101,51 @@ def _stored_outcomes(lake: Lake, pending: dict[str, dict]) -> dict[str, bool]:
     return out
 
 
-def _rows_of(lake: Lake, table, todo: dict[str, dict]) -> pa.Table:
-    """The raw rows of the `todo` batches, read from the files added since the first of their commits
-    (every file when the log cannot travel back that far)."""
+def _new_files(lake: Lake, table, todo: dict[str, dict]) -> pa.Table:
+    """The file index of the files added since the first of the `todo` commits (every file when the log
+    cannot travel back that far): where their rows are, whatever happened to the files before."""
     index = tables.table_index(table)
     first = min(m["table_version"] for m in todo.values())
     try:
         before = tables.file_index(lake, tables.RAW, first - 1)["path"] if first > 0 else pa.array([], pa.string())
-        index = index.filter(pc.invert(pc.is_in(index["path"], value_set=pa.array(before.to_pylist(), pa.string()))))
     except DeltaError:
-        pass
-    rows = tables.read(lake, tables.RAW, index=index)
-    rows = rows.filter(pc.is_in(rows["batch_id"], value_set=pa.array(sorted(todo), pa.string())))
-    # Delta stores microseconds; the suites check the canonical millisecond type
+        return index
+    return index.filter(pc.invert(pc.is_in(index["path"], value_set=pa.array(before.to_pylist(), pa.string()))))
+
+
+def _members(lake: Lake, index: pa.Table, todo: dict[str, dict]) -> Iterator[tuple[str, str, pa.Table]]:
+    """(batch id, series label, the batch's rows in stored order) for every todo batch, by series then batch
+    id; each series' new files are read once, when its turn comes (memory: about one suite group)."""
+    keys = {k.label(): k for k in _keys_of(index)}
+    by_series: dict[str, list[str]] = {}
+    for batch_id, m in todo.items():
+        by_series.setdefault(m["series"], []).append(batch_id)
+    for label, batch_ids in sorted(by_series.items()):
+        key = keys.get(label)
+        rows = _ms(tables.read(lake, tables.RAW, series=key, index=index) if key else tables.RAW_SCHEMA.empty_table())
+        rows = rows.filter(pc.is_in(rows["batch_id"], value_set=pa.array(sorted(batch_ids), pa.string())))
+        by_batch = _split_by_batch(rows)
+        for batch_id in sorted(batch_ids):
+            yield batch_id, label, by_batch.get(batch_id, rows.schema.empty_table())
+
+
+def _ms(rows: pa.Table) -> pa.Table:
+    """Delta stores microseconds; the suites check the canonical millisecond type."""
     return rows.set_column(rows.schema.get_field_index("open_time"), "open_time",
                            rows["open_time"].cast(pa.timestamp("ms", tz="UTC")))
 
 
-def _members(rows: pa.Table, todo: dict[str, dict]) -> list[tuple[str, str, pa.Table]]:
-    """(batch id, series label, the batch's rows in stored order) for every todo batch, by batch id."""
+def _split_by_batch(rows: pa.Table) -> dict[str, pa.Table]:
+    """The rows of each batch id, each in stored order."""
     enc = pc.dictionary_encode(rows["batch_id"]).combine_chunks()
     codes = enc.indices.to_numpy(zero_copy_only=False)
     order = np.argsort(codes, kind="stable")
     starts = np.searchsorted(codes[order], np.arange(len(enc.dictionary) + 1))
-    by_batch = {enc.dictionary[i].as_py(): rows.take(pa.array(order[starts[i]:starts[i + 1]]))
-                for i in range(len(enc.dictionary))}
-    empty = rows.schema.empty_table()
-    return [(b, todo[b]["series"], by_batch.get(b, empty)) for b in sorted(todo)]
+    return {enc.dictionary[i].as_py(): rows.take(pa.array(order[starts[i]:starts[i + 1]]))
+            for i in range(len(enc.dictionary))}
 
 
-def _groups(members: list, max_rows: int) -> Iterable[list]:
+def _groups(members: Iterable[tuple[str, str, pa.Table]], max_rows: int) -> Iterator[list]:
     group: list = []
     rows = 0
     for m in members:
