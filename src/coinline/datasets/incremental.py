@@ -175,6 +175,8 @@ def incremental_build(lake: Lake, base: Base, keys: list[SeriesKey], spec: Any, 
             fresh = _rows_in_files(lake, key, spec, now_index, new)
             if fresh.num_rows == 0:
                 part, how = old, "reused"
+            elif old.num_rows == 0 or pc.min(fresh["open_time"]).as_py() > pc.max(old["open_time"]).as_py():
+                part, how = pa.concat_tables([old, fresh]), "appended"     # after the last: already in order
             elif pc.any(pc.is_in(fresh["open_time"], value_set=old["open_time"].combine_chunks())).as_py():
                 part, how = _from_raw(lake, key, spec, now_index), "rebuilt"
             else:
