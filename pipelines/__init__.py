@@ -8,7 +8,9 @@
     full                backfill's ingest -> validate -> per interval [materialize -> train -> report -> promote]
     maintain            compaction, VACUUM (keeping every pinned dataset version), checkpoints of the lake
 
-Every pipeline runs inside an ExitHandler whose `notify_status` step records the final state. Schedules
+Every pipeline starts with `preflight` (every other step runs after it: the Secret and ConfigMap exist, the
+lake, the providers and the Ray cluster answer; otherwise the run fails at once, naming what is missing) and
+runs inside an ExitHandler whose `notify_status` step records the final state. Schedules
 (`pipelines/schedules.py`) are made through the KFP API, not compiled into the specs.
 """
 

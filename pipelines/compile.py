@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kfp import compiler
 
+from coinline import kfp_deploy
 from components.image import COINLINE_IMAGE, TRAINER_IMAGE
 from pipelines import PIPELINES
 
@@ -24,15 +25,13 @@ COMPILED = Path(__file__).resolve().parent / "compiled"
 def compile_all(out: Path = COMPILED, *, image: str | None = None, trainer_image: str | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    swaps = [(old, new) for old, new in ((COINLINE_IMAGE, image), (TRAINER_IMAGE, trainer_image)) if new and new != old]
+    images = {role: ref for role, ref, default in (("runtime", image, COINLINE_IMAGE),
+                                                   ("trainer", trainer_image, TRAINER_IMAGE)) if ref and ref != default}
     for name, pipeline in sorted(PIPELINES.items()):
         path = out / f"{name}.yaml"
         compiler.Compiler().compile(pipeline, str(path))
-        if swaps:
-            text = path.read_text()
-            for old, new in swaps:
-                text = text.replace(f"image: {old}\n", f"image: {new}\n")
-            path.write_text(text)
+        if images:  # the same swap the Helm chart's uploader makes with the chart's image values
+            path.write_text(kfp_deploy.dump_spec(kfp_deploy.retarget(kfp_deploy.load_spec(path.read_text()), images)))
         written.append(path)
     return written
 

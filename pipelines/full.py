@@ -30,14 +30,17 @@ def full_pipeline(
     now: str = "",
     k8s_secret_name: str = steps.SECRET_NAME,
     k8s_config_map_name: str = steps.CONFIG_MAP_NAME,
+    ray_address: str = "",
 ):
     k8s = steps.k8s_names(k8s_secret_name, k8s_config_map_name)
     with steps.exit_handler(NAME, object_store_url=object_store_url, now=now, k8s=k8s, name="main-job"):
+        checked = steps.preflight(k8s, object_store_url=object_store_url, venue=venue,
+                                  ray_address=ray_address)
         validated = steps.ingest(
             k8s=k8s, mode="backfill", object_store_url=object_store_url, symbols=symbols, quotes=quotes,
             intervals=intervals, universe_version=universe_version, venue=venue, group_size=group_size,
             replay_history_days=replay_history_days, replay_seed=replay_seed, replay_profile=replay_profile,
-            reconcile_lookback=reconcile_lookback, gap_tolerance=gap_tolerance, now=now)
+            reconcile_lookback=reconcile_lookback, gap_tolerance=gap_tolerance, now=now, after=checked)
         with dsl.ParallelFor(intervals) as interval:
             dataset = steps.materialize(interval, k8s=k8s, object_store_url=object_store_url, quotes=quotes,
                                         universe_version=universe_version, gap_tolerance=gap_tolerance,
@@ -45,4 +48,4 @@ def full_pipeline(
             steps.train_report_promote(dataset, interval, k8s=k8s, object_store_url=object_store_url,
                                        train_quote=train_quote, train_symbols=symbols,
                                        train_config_json=train_config_json, train_workers=train_workers,
-                                       promote=promote, now=now)
+                                       promote=promote, now=now, ray_address=ray_address)

@@ -23,5 +23,6 @@ def maintain_pipeline(
 ):
     k8s = steps.k8s_names(k8s_secret_name, k8s_config_map_name)
     with steps.exit_handler(NAME, object_store_url=object_store_url, now=now, k8s=k8s, name="maintenance"):
+        checked = steps.preflight(k8s, object_store_url=object_store_url, providers=False)
         steps.lake_task(maintain_lake(object_store_url=object_store_url, retention_hours=retention_hours,
-                                      dry_run=dry_run, now=now), "maintain", k8s)
+                                      dry_run=dry_run, now=now), "maintain", k8s).after(checked)

@@ -9,6 +9,7 @@ market to every pod); empty, each step reads its own clock, as each `coinline` c
 
 from kfp import dsl, kubernetes
 
+from coinline.preflight import CONFIG_MAP_MOUNT, SECRET_MOUNT
 from coinline.settings import Settings
 from components.datasets.materialize.component import materialize_dataset
 from components.evaluation.evaluate.component import evaluate_run
@@ -21,6 +22,7 @@ from components.ingest.retry_gaps.component import retry_gaps
 from components.ingest.sync.component import sync_candles
 from components.ops.notify_status.component import notify_status
 from components.ops.plan_run.component import plan_run
+from components.ops.preflight.component import preflight as preflight_component
 from components.promotion.promote.component import promote_run
 from components.quality.check_parity.component import check_parity
 from components.quality.validate.component import validate_lake
@@ -42,8 +44,13 @@ TRAIN_CPU, TRAIN_MEMORY = "2", "8G"
 # What pods read from their environment at run time (never parameters, never compiled in): the secrets,
 # from the Kubernetes Secret named by the `k8s_secret_name` parameter, and the deployment's endpoints,
 # from the ConfigMap named by `k8s_config_map_name` (the Helm chart's `<release>-secrets` and
-# `<release>-config`; "coinline-*" for a release named coinline). Both optional: absent keys stay unset.
+# `<release>-config`; "coinline-*" for a release named coinline: the chart's uploader sets these defaults to
+# its release's names). Both optional: absent keys stay unset; the first step (preflight) checks that both
+# exist and fails the run, naming what is missing, when not.
 SECRET_NAME, CONFIG_MAP_NAME = "coinline-secrets", "coinline-config"
+# Every pipeline pod carries these labels: part-of lets it reach the chart's MinIO, component the chart's
+# Ray head (the chart's NetworkPolicies select on them).
+POD_LABELS = {"app.kubernetes.io/part-of": "coinline", "app.kubernetes.io/component": "pipeline-step"}
 SECRET_VARIABLES = ("HIST_MARKET_DATA_API_KEY", "HIST_MARKET_DATA_API_SECRET", "UNIVERSE_SOURCE_API_KEY",
                     "KRAKEN_API_KEY", "KRAKEN_API_SECRET", "OBJECT_STORE_ACCESS_KEY_ID",
                     "OBJECT_STORE_SECRET_ACCESS_KEY")
@@ -60,8 +67,10 @@ def ingest_retry(task: dsl.PipelineTask) -> dsl.PipelineTask:
 
 def runtime_env(task: dsl.PipelineTask, k8s: dict) -> dsl.PipelineTask:
     """Expose the Secret and the ConfigMap named in `k8s` (pipeline parameters) to the task's pod, and label
-    it as coinline's (the Helm chart's NetworkPolicies let only such pods reach the object store)."""
-    kubernetes.add_pod_label(task, label_key="app.kubernetes.io/part-of", label_value="coinline")
+    it as coinline's pipeline step (the Helm chart's NetworkPolicies let only such pods reach the object store
+    and the Ray head)."""
+    for key, value in POD_LABELS.items():
+        kubernetes.add_pod_label(task, label_key=key, label_value=value)
     kubernetes.use_secret_as_env(task, secret_name=k8s["secret"], secret_key_to_env={v: v for v in SECRET_VARIABLES},
                                  optional=True)
     kubernetes.use_config_map_as_env(task, config_map_name=k8s["config_map"],
@@ -80,6 +89,21 @@ def k8s_names(secret_name, config_map_name) -> dict:
     return {"secret": secret_name, "config_map": config_map_name}
 
 
+def preflight(k8s: dict, *, object_store_url, venue="auto", providers: bool = True,
+              ray_address="") -> dsl.PipelineTask:
+    """The first step of every pipeline (every other step runs after it): the Secret and ConfigMap exist, the
+    credentials are set, the lake, the providers and the Ray cluster answer (`coinline.preflight`). The pod
+    also mounts the Secret and the ConfigMap as optional volumes, which is how it sees whether they exist."""
+    task = lake_task(preflight_component(object_store_url=object_store_url, secret_name=k8s["secret"],
+                                         config_map_name=k8s["config_map"], venue=venue, providers=providers,
+                                         ray_address=ray_address), "preflight", k8s)
+    kubernetes.use_secret_as_volume(task, secret_name=k8s["secret"], mount_path=SECRET_MOUNT, optional=True)
+    kubernetes.use_config_map_as_volume(task, config_map_name=k8s["config_map"], mount_path=CONFIG_MAP_MOUNT,
+                                        optional=True)
+    kubernetes.use_field_path_as_env(task, env_name="POD_NAMESPACE", field_path="metadata.namespace")
+    return task
+
+
 def exit_handler(pipeline: str, *, object_store_url, now, k8s: dict, name: str) -> dsl.ExitHandler:
     """The exit handler every pipeline runs in: `notify_status` records the final state, even on failure."""
     notify = notify_status(object_store_url=object_store_url, pipeline=pipeline, now=now)
@@ -88,13 +112,13 @@ def exit_handler(pipeline: str, *, object_store_url, now, k8s: dict, name: str) 
 
 def ingest(*, mode: str, k8s: dict, object_store_url, symbols, quotes, intervals, universe_version, venue, group_size,
            replay_history_days, replay_seed, replay_profile, reconcile_lookback, gap_tolerance,
-           now) -> dsl.PipelineTask:
-    """Plan; then per coin group the historical provider (`mode` backfill or sync) and its gap retry, with
-    Kraken's venue sync beside them; then the quality gate and venue parity over the whole lake. Returns
-    the quality gate's task."""
+           now, after: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Plan (once `after`, the preflight, passed); then per coin group the historical provider (`mode` backfill
+    or sync) and its gap retry, with Kraken's venue sync beside them; then the quality gate and venue parity
+    over the whole lake. Returns the quality gate's task."""
     planned = plan_run(object_store_url=object_store_url, intervals=intervals, symbols=symbols, quotes=quotes,
                        universe_version=universe_version, group_size=group_size)
-    lake_task(planned, "plan", k8s)
+    lake_task(planned, "plan", k8s).after(after)
     series = dict(object_store_url=object_store_url, universe_version=universe_version, venue=venue,
                   replay_history_days=replay_history_days, replay_seed=replay_seed, replay_profile=replay_profile,
                   now=now)
@@ -132,21 +156,23 @@ def materialize(interval, *, k8s: dict, object_store_url, quotes, universe_versi
 
 
 def train_report_promote(dataset: dsl.PipelineTask, interval, *, k8s: dict, object_store_url, train_quote,
-                         train_symbols, train_config_json, train_workers, promote, now) -> None:
+                         train_symbols, train_config_json, train_workers, promote, now, ray_address="") -> None:
     """Train on the dataset one step at a time (prepare; per-coin specialists on Ray beside the global regime
-    model; ensemble; evaluate; simulate, which writes the run), each step consuming the artifact of the one
+    model; ensemble; evaluate; simulate, which writes the run; the per-coin fan-out goes to the Ray cluster at
+    `ray_address` when set, else to a Ray inside the pod), each step consuming the artifact of the one
     before (the run's lineage in KFP's metadata), turn the run's metrics into KFP visualizations, then (when
     `promote`) decide promotion through the gates, and last the HTML oversight report, which shows it."""
     store = dict(object_store_url=object_store_url)
     prepared = lake_task(prepare_training(dataset=dataset.outputs["manifest"], interval=interval, quote=train_quote,
                                           symbols=train_symbols, train_config_json=train_config_json,
                                           workers=train_workers, **store), "prepare training", k8s)
-    specialists = lake_task(train_specialists(prepared=prepared.outputs["prepared"], workers=train_workers, **store),
-                            "per-coin specialists", k8s)
+    specialists = lake_task(train_specialists(prepared=prepared.outputs["prepared"], workers=train_workers,
+                                              ray_address=ray_address, **store), "per-coin specialists", k8s)
     specialists.set_cpu_request(TRAIN_CPU).set_memory_request(TRAIN_MEMORY)
     regime = lake_task(train_global_models(prepared=prepared.outputs["prepared"], **store), "global regime model", k8s)
     ensemble = lake_task(build_ensemble(specialists=specialists.outputs["specialists"],
-                                        regime_model=regime.outputs["regime_model"], workers=train_workers, **store),
+                                        regime_model=regime.outputs["regime_model"], workers=train_workers,
+                                        ray_address=ray_address, **store),
                          "ensemble", k8s)
     evaluated = lake_task(evaluate_run(ensemble=ensemble.outputs["ensemble"], **store), "evaluate", k8s)
     simulated = lake_task(simulate_run(evaluation=evaluated.outputs["evaluation"], **store), "simulate", k8s)

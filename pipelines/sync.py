@@ -33,11 +33,12 @@ def sync_pipeline(
 ):
     k8s = steps.k8s_names(k8s_secret_name, k8s_config_map_name)
     with steps.exit_handler(NAME, object_store_url=object_store_url, now=now, k8s=k8s, name="sync-cycle"):
+        checked = steps.preflight(k8s, object_store_url=object_store_url, venue=venue)
         validated = steps.ingest(
             k8s=k8s, mode="sync", object_store_url=object_store_url, symbols=symbols, quotes=quotes,
             intervals=intervals, universe_version=universe_version, venue=venue, group_size=group_size,
             replay_history_days=replay_history_days, replay_seed=replay_seed, replay_profile=replay_profile,
-            reconcile_lookback=reconcile_lookback, gap_tolerance=gap_tolerance, now=now)
+            reconcile_lookback=reconcile_lookback, gap_tolerance=gap_tolerance, now=now, after=checked)
         steps.forecast(validated, k8s=k8s, object_store_url=object_store_url, symbols=symbols,
                        universe_version=universe_version, quote=forecast_quote, interval=forecast_interval,
                        train_config_json=train_config_json, now=now)

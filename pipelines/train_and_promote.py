@@ -24,13 +24,16 @@ def train_and_promote_pipeline(
     now: str = "",
     k8s_secret_name: str = steps.SECRET_NAME,
     k8s_config_map_name: str = steps.CONFIG_MAP_NAME,
+    ray_address: str = "",
 ):
     k8s = steps.k8s_names(k8s_secret_name, k8s_config_map_name)
     with steps.exit_handler(NAME, object_store_url=object_store_url, now=now, k8s=k8s, name="retraining"):
+        checked = steps.preflight(k8s, object_store_url=object_store_url, providers=False, ray_address=ray_address)
         with dsl.ParallelFor(intervals) as interval:
             dataset = steps.materialize(interval, k8s=k8s, object_store_url=object_store_url, quotes=quotes,
-                                        universe_version=universe_version, gap_tolerance=gap_tolerance, now=now)
+                                        universe_version=universe_version, gap_tolerance=gap_tolerance,
+                                        now=now).after(checked)
             steps.train_report_promote(dataset, interval, k8s=k8s, object_store_url=object_store_url,
                                        train_quote=train_quote, train_symbols=train_symbols,
                                        train_config_json=train_config_json, train_workers=train_workers,
-                                       promote=promote, now=now)
+                                       promote=promote, now=now, ray_address=ray_address)

@@ -265,6 +265,24 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_preflight(args) -> int:
+    """What a run needs from its deployment (`coinline.preflight`: the Secret and ConfigMap where mounted,
+    credentials, the lake, the providers, the Ray cluster), in one line; exit 1 naming what is missing."""
+    from coinline import preflight
+
+    settings = load_settings()
+    setup_logging(settings.secrets(), verbose=args.verbose)
+    named = bool(args.secret_name or args.config_map_name)
+    report = preflight.run(settings, secret_name=args.secret_name, config_map_name=args.config_map_name,
+                           providers=not args.no_providers, ray_address=args.ray_address,
+                           secret_dir=args.secret_dir, config_dir=args.config_map_dir,
+                           kubernetes=preflight.in_kubernetes() and named)
+    if report.problems:
+        raise preflight.PreflightError(report.line())
+    _print(report.__dict__ | {"ok": True}, args.json, report.line())
+    return 0
+
+
 def cmd_doctor(args) -> int:
     """Check the lake (logs, checkpoints, data files, leases) without opening it through the app (a damaged
     table must not stop the doctor); --repair performs the safe repairs. Exit 1 while an error remains."""
@@ -681,8 +699,8 @@ def cmd_schedule(args) -> int:
 
     client = kfp.Client(host=args.host or os.environ.get("KFP_HOST") or None, namespace=args.namespace)
     done = create_schedules(client, settings, experiment=args.experiment or EXPERIMENT, sync_cron=sync_cron,
-                            train_cron=args.train_cron)
-    _print(done, args.json, _table(done, ["name", "action", "cron"]))
+                            train_cron=args.train_cron, upload=args.upload)
+    _print(done, args.json, _table(done, ["name", "action", "cron", "version"]))
     return 0
 
 
@@ -757,6 +775,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = verb("doctor", cmd_doctor, "check the lake's tables, logs, checkpoints and leases; --repair fixes the safe ones")
     sp.add_argument("--repair", action="store_true",
                     help="quarantine damaged log entries and checkpoints, re-commit their rows, clean stale leases")
+    sp = verb("preflight", cmd_preflight, "check what a run needs from its deployment: Secret and ConfigMap (when "
+                                          "mounted), credentials, the lake, the providers, the Ray cluster")
+    sp.add_argument("--secret-name", default="", help="the Secret the workloads read (checked where it is mounted)")
+    sp.add_argument("--config-map-name", default="", help="the ConfigMap the workloads read (checked where mounted)")
+    sp.add_argument("--secret-dir", default="/etc/coinline/preflight/secret",
+                    help="where the Secret is mounted (an optional volume: a missing Secret mounts empty)")
+    sp.add_argument("--config-map-dir", default="/etc/coinline/preflight/config", help="where the ConfigMap is mounted")
+    sp.add_argument("--no-providers", action="store_true", help="do not call the providers")
+    sp.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS", ""),
+                    help="a Ray cluster to reach (default: RAY_ADDRESS)")
     sp = verb("maintain", cmd_maintain, "compact the lake's tables, vacuum what no pinned dataset version needs, "
                                         "checkpoint; recorded under maintenance/")
     sp.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
@@ -818,8 +846,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name", help="backfill, sync, train_and_promote or full")
     sp.add_argument("--local", action="store_true", help="run every step as a subprocess of this interpreter")
     sp.add_argument("--pipeline-root", default="local_outputs", help="where step outputs go (default: local_outputs)")
-    sp = verb("schedule", cmd_schedule, "create the recurring KFP runs (sync, retraining) the settings ask for")
+    sp = verb("schedule", cmd_schedule, "create (or move to the current pipeline version) the recurring KFP runs "
+                                        "(sync, retraining) the settings ask for")
     sp.add_argument("--dry-run", action="store_true", help="print the schedules, create nothing")
+    sp.add_argument("--upload", action="store_true",
+                    help="upload pipelines/compiled/ as new pipeline versions and schedule those (default: the "
+                         "newest uploaded version, e.g. the Helm chart's; the local spec only when none exists)")
     sp.add_argument("--host", help="KFP API endpoint (default: KFP_HOST, else kfp.Client's own discovery)")
     sp.add_argument("--namespace", default="kubeflow")
     sp.add_argument("--experiment", help="KFP experiment (default: coinline)")

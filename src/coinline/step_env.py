@@ -22,13 +22,23 @@ def step_settings(params: Mapping[str, object]) -> Settings:
     return settings
 
 
-__all__ = ["artifact_field", "settings_lake", "step_lake", "step_settings"]
+__all__ = ["artifact_field", "settings_lake", "step_lake", "step_settings", "use_ray"]
 
 
 def step_lake(object_store_url: str, **params: object) -> tuple[Settings, Lake]:
     """Settings and lake of a step whose only setting parameter besides `params` is the lake's URL."""
     settings = step_settings({"OBJECT_STORE_URL": object_store_url, **params})
     return settings, settings_lake(settings)
+
+
+def use_ray(address: str) -> str:
+    """Point this step's Ray fan-out (`coinline.training.executor`) at the cluster `address` (the pipelines'
+    `ray_address` parameter: the Helm chart's KubeRay cluster, `ray://<head-svc>:10001`, when it is enabled).
+    Blank leaves the pod's environment alone: RAY_ADDRESS if it sets one, else a Ray inside the pod. Returns
+    the address the step will use ("" for in-pod)."""
+    if address.strip():
+        os.environ["RAY_ADDRESS"] = address.strip()
+    return os.environ.get("RAY_ADDRESS", "")
 
 
 def artifact_field(path: str, field: str) -> str:

@@ -20,6 +20,7 @@ SECRET_VAR = re.compile(r"(_API_KEY|_API_SECRET|_ACCESS_KEY_ID|_SECRET_ACCESS_KE
 ALL_ON = yaml.safe_load((CHART / "ci" / "all-on-values.yaml").read_text())  # every toggle on
 KIND = yaml.safe_load((CHART / "values-kind.yaml").read_text())              # kind / throwaway clusters
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
+CHART_META = yaml.safe_load((CHART / "Chart.yaml").read_text())
 VALUES_FILES = {"defaults": None, "kind": KIND, "all-on": ALL_ON}
 SCHEDULES = {  # values key -> (object name suffix, component, default coinline arguments)
     "sync": ("sync", "sync", ["sync"]),
@@ -789,7 +790,7 @@ def test_ray_autoscaling_leaves_the_head_service_account_to_kuberay(render):
 
 # --- Kubeflow Pipelines --------------------------------------------------------------------------------
 
-def test_kfp_uploader_is_a_hook_job_that_uploads_pipeline_versions_only(render):
+def test_kfp_uploader_is_a_hook_job_that_uploads_pipeline_versions_made_for_the_release(render):
     r = render(ALL_ON)
     job = r.one("Job", "-kfp-upload")
     assert "post-install" in job["metadata"]["annotations"]["helm.sh/hook"]
@@ -799,11 +800,61 @@ def test_kfp_uploader_is_a_hook_job_that_uploads_pipeline_versions_only(render):
     assert cm["kfp_upload.py"].strip() == (CHART / "files" / "kfp_upload.py").read_text().strip()
     spec = json.loads(cm["spec.json"])
     assert spec["multiUser"] is True and spec["compiledDir"] == DEFAULTS["kubeflow"]["compiledDir"]
-    assert not {"recurringRuns", "experiment", "runServiceAccount"} & set(spec)  # `coinline schedule` owns runs
-    assert "create_recurring_run" not in cm["kfp_upload.py"]
+    # it creates no recurring run (`coinline schedule` makes them); it only moves existing ones on upgrade
+    assert not {"recurringRuns", "experiment", "runServiceAccount"} & set(spec) and spec["moveRecurringRuns"] is True
     volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
     token = volumes["kfp-token"]["projected"]["sources"][0]["serviceAccountToken"]
     assert token["audience"] == "pipelines.kubeflow.org"
+
+
+def _upload_spec(render, values, **kw) -> dict:
+    return json.loads(render(values, **kw).one("ConfigMap", "-kfp-upload")["data"]["spec.json"])
+
+
+def test_kfp_uploader_gets_the_charts_images_digests_and_the_releases_names(render):
+    digest, trainer_digest = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    spec = _upload_spec(render, {"kubeflow": {"enabled": True}, "secret": {"existingSecret": "prod-keys"},
+                                 "image": {"repository": "registry.example/coinline", "tag": "9.9.9", "digest": digest},
+                                 "trainerImage": {"repository": "registry.example/trainer", "tag": "9.9.9-cu126",
+                                                  "digest": trainer_digest}}, release="prod", namespace="ml")
+    assert spec["images"] == {"runtime": f"registry.example/coinline:9.9.9@{digest}",
+                              "trainer": f"registry.example/trainer:9.9.9-cu126@{trainer_digest}"}
+    assert spec["parameters"] == {"k8s_secret_name": "prod-keys", "k8s_config_map_name": "prod-coinline-config",
+                                  "ray_address": ""}  # no RayCluster: the training steps use a Ray in their pod
+    assert spec["release"] == {"name": "prod", "namespace": "ml", "chartVersion": CHART_META["version"]}
+    # defaults: both images follow the chart's appVersion; without a Secret named, the one secret.create would make
+    spec = _upload_spec(render, {"kubeflow": {"enabled": True}}, release="coinline")
+    assert spec["images"] == {"runtime": f"ghcr.io/coinline/coinline:{CHART_META['appVersion']}",
+                              "trainer": f"ghcr.io/coinline/coinline-trainer:{CHART_META['appVersion']}"}
+    assert spec["parameters"]["k8s_secret_name"] == "coinline-secrets"
+    assert spec["parameters"]["k8s_config_map_name"] == "coinline-config"
+    spec = _upload_spec(render, {"kubeflow": {"enabled": True}, "image": {"tag": "2.0.0"}})
+    assert spec["images"]["trainer"] == "ghcr.io/coinline/coinline-trainer:2.0.0"  # trainer tag blank: image.tag
+
+
+def test_kfp_pipelines_get_the_ray_address_and_their_pods_reach_the_ray_head(render):
+    r = render(ALL_ON, release="prod", namespace="ml")
+    spec = json.loads(r.one("ConfigMap", "-kfp-upload")["data"]["spec.json"])
+    head = f"ray://{r.one('RayCluster')['metadata']['name']}-head-svc.ml.svc:10001"
+    assert spec["parameters"]["ray_address"] == head
+    assert env_of(workflow_pod(r.one("CronWorkflow", "-retrain"))["containers"][0])["RAY_ADDRESS"]["value"] == head
+    # the labels every pipeline step's pod carries (compiled specs), admitted to the head's client port
+    platform = list(yaml.safe_load_all((ROOT / "pipelines" / "compiled" / "full.yaml").read_text()))[1]
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    labels = {json.dumps(e["podMetadata"]["labels"], sort_keys=True) for e in executors.values()}
+    assert len(labels) == 1
+    step_labels = json.loads(labels.pop())
+    [client_rule] = [rule for rule in r.one("NetworkPolicy", "-ray")["spec"]["ingress"] if rule.get("ports")]
+    assert [p["port"] for p in client_rule["ports"]] == [10001]
+    peers = [peer for peer in client_rule["from"] if selects(peer["podSelector"], step_labels)]
+    assert len(peers) == 1
+    # multi-user KFP runs pipeline pods in the profile namespace (all-on: team-a)
+    assert peers[0]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "team-a"}}
+    assert not selects(peers[0]["podSelector"], {**step_labels, "app.kubernetes.io/component": "other"})
+    # without Kubeflow, no pipeline pod is admitted
+    no_kfp = render({**ALL_ON, "kubeflow": {"enabled": False}})
+    [client_rule] = [rule for rule in no_kfp.one("NetworkPolicy", "-ray")["spec"]["ingress"] if rule.get("ports")]
+    assert not [peer for peer in client_rule["from"] if selects(peer["podSelector"], step_labels)]
 
 
 # --- the bucket script (files/create_bucket.py) against a fake S3 client ----------------------------------

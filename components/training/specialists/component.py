@@ -1,6 +1,7 @@
 """train_specialists: the per-coin specialists of a prepared run (`coinline.training.stages.
 train_specialists_step`): XGBoost, LightGBM, Random Forest, LSTM and Transformer on every walk-forward
-fold and horizon, one Ray task per coin (RAY_ADDRESS: a cluster; else a local Ray on the pod's CPUs)."""
+fold and horizon, one Ray task per coin, on the Ray cluster at `ray_address` (else RAY_ADDRESS; else a Ray
+inside the pod, over its CPUs)."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
@@ -14,16 +15,18 @@ def train_specialists(
     prepared: Input[Artifact],
     specialists: Output[Model],
     workers: int = 0,
+    ray_address: str = "",
 ) -> int:
     """`prepared`: prepare_training's output. Returns the number of coins trained. `specialists` describes where the models and out-of-fold
     predictions are kept (metadata `lake_uri`); the deployable models are written with the run."""
     import json
 
-    from coinline.step_env import artifact_field, step_lake
+    from coinline.step_env import artifact_field, step_lake, use_ray
     from coinline.training import stages
 
     run_id = artifact_field(prepared.path, "run_id")
     settings, lake = step_lake(object_store_url, COINLINE_TRAIN_WORKERS=workers)
+    use_ray(ray_address)
     coins = stages.train_specialists_step(lake, run_id, workers=settings.train_workers or None)
     with open(specialists.path, "w") as f:
         json.dump({"run_id": run_id, "coins": coins}, f, indent=1)

@@ -5,23 +5,34 @@ whole universe, and results do not depend on the number of workers (every random
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+log = logging.getLogger("coinline")
 
-def ensure_ray(workers: int | None = None) -> None:
+
+def ensure_ray(workers: int | None = None) -> str:
+    """Connect to the cluster in RAY_ADDRESS (`ray://head:10001` through Ray Client, or a GCS `host:port` on
+    a Ray node), else start a Ray in this process over `workers` CPUs (default: all). A set address that
+    does not answer fails here: falling back to a local Ray would hide a broken deployment. Returns the
+    address connected to ("" for a local Ray)."""
     import ray
 
+    address = os.environ.get("RAY_ADDRESS", "").strip()
     if ray.is_initialized():
-        return
+        return address
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    address = os.environ.get("RAY_ADDRESS")
     if address:
+        log.info("Ray: connecting to the cluster at %s", address)
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        log.info("Ray: connected to %s (%s CPUs in the cluster)", address, ray.cluster_resources().get("CPU", 0))
     else:
-        ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, ignore_reinit_error=True,
-                 log_to_driver=False)
+        cpus = workers or os.cpu_count() or 1
+        ray.init(num_cpus=cpus, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+        log.info("Ray: started in this process over %d CPUs (no RAY_ADDRESS)", cpus)
+    return address
 
 
 def map_tasks(fn: Callable[..., Any], items: Sequence[Any], *, shared: tuple = (), workers: int | None = None) -> list[Any]:
