@@ -145,3 +145,22 @@ def test_a_hole_or_a_bad_candle_in_new_batches_is_still_caught(based, universe):
     commit_candles(lake, candle(ETH, NOW, high=90.0), key=ETH, request={"test": "ohlc"}, now=committed)
     with pytest.raises(QualityGateError, match="raw quality suite"):
         build(lake, universe, committed, gap_tolerance=2)
+
+
+def test_series_whose_files_were_compacted_are_rebuilt_from_raw(market, make_source, based, universe):
+    from coinline.lake import tables
+    from coinline.lake.maintain import maintain
+
+    lake, first = based
+    later = NOW + timedelta(hours=2)
+    market.set_now(later)
+    sync(make_source(), lake, PAIRS, now=later, lookback=24, progress=False)
+    before = set(tables.file_index(lake, tables.RAW, first.manifest["inputs"]["raw_candles_version"])["path"].to_pylist())
+    maintain(lake, now=later, retention_hours=0)                        # two files per series -> one
+    assert not before & set(tables.file_index(lake, tables.RAW)["path"].to_pylist())
+
+    grown = build(lake, universe, later)
+    assert grown.manifest["build"] == {"mode": "incremental", "base": first.dataset_id, "series_reused": 0,
+                                       "series_appended": 0, "series_rebuilt": 3}
+    full = build(lake, universe, later, full=True)
+    assert (full.content_hash, full.row_count) == (grown.content_hash, first.row_count + 6)
