@@ -125,20 +125,36 @@ def check_lake(settings: Settings, timeout: float = TIMEOUT_S) -> str | None:
             return f"lake {url} is not usable ({_one_line(exc)})"
         return None
     import boto3
+    from botocore import UNSIGNED
     from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     endpoint = settings.object_store_endpoint_url or None
     where = endpoint or "AWS S3"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name=settings.object_store_region,
-                          aws_access_key_id=settings.object_store_access_key_id.reveal() or None,
-                          aws_secret_access_key=settings.object_store_secret_access_key.reveal() or None,
-                          config=Config(connect_timeout=timeout, read_timeout=timeout,
-                                        retries={"max_attempts": 2, "mode": "standard"}))
     bucket, prefix = parsed.netloc, parsed.path.strip("/")
+
+    def client(**extra):
+        return boto3.client("s3", endpoint_url=endpoint, region_name=settings.object_store_region,
+                            aws_access_key_id=settings.object_store_access_key_id.reveal() or None,
+                            aws_secret_access_key=settings.object_store_secret_access_key.reveal() or None,
+                            config=Config(connect_timeout=timeout, read_timeout=timeout,
+                                          retries={"max_attempts": 2, "mode": "standard"}, **extra))
+
     try:
-        client.head_bucket(Bucket=bucket)
-        client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
+        s3 = client()
+        s3.head_bucket(Bucket=bucket)
+        s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
+    except NoCredentialsError:
+        if not endpoint:
+            return (f"lake {url} at {where}: no credentials (OBJECT_STORE_ACCESS_KEY_ID / "
+                    f"OBJECT_STORE_SECRET_ACCESS_KEY unset and no role for the pod)")
+        try:  # the missing keys are named by check_credentials; does the endpoint answer at all?
+            client(signature_version=UNSIGNED).head_bucket(Bucket=bucket)
+        except ClientError:
+            return None
+        except BotoCoreError as exc:
+            return f"lake {url} does not answer at {where} ({_one_line(exc)})"
+        return None
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchBucket", "NotFound"):

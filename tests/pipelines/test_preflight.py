@@ -248,3 +248,24 @@ def test_the_cli_verb_exits_1_with_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("coinline: error: preflight failed: Ray cluster does not answer at 127.0.0.1:")
     assert len(err.splitlines()) == 1
+
+
+def test_an_aws_lake_without_any_credentials_says_so(monkeypatch, tmp_path):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    problem = preflight.check_lake(Settings(object_store_url="s3://lake/x"), timeout=2)
+    assert problem == ("lake s3://lake/x at AWS S3: no credentials (OBJECT_STORE_ACCESS_KEY_ID / "
+                       "OBJECT_STORE_SECRET_ACCESS_KEY unset and no role for the pod)")
+
+
+def test_a_minio_without_keys_that_answers_is_only_a_credentials_problem(http_404):
+    settings = Settings(object_store_url="s3://lake/x", object_store_endpoint_url=http_404, venue="replay")
+    assert preflight.check_lake(settings, timeout=2) is None  # it answered (an error status is an answer)
+    report = preflight.run(settings, secret_name="s", config_map_name="c", kubernetes=False, timeout=2)
+    assert report.problems == [f"OBJECT_STORE_ACCESS_KEY_ID and OBJECT_STORE_SECRET_ACCESS_KEY not set for the object "
+                               f"store at {http_404} (not in Secret 's')"]

@@ -61,9 +61,10 @@ class RayHead:
         self.address = json.loads(line)["address"]
 
     def jobs(self) -> list[dict]:
+        """The drivers that ever connected to this cluster (the head's own first), by job id."""
         self.proc.stdin.write("jobs\n")
         self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
+        return sorted(json.loads(self.proc.stdout.readline()), key=lambda j: j["id"])
 
     def stop(self) -> None:
         import shutil
