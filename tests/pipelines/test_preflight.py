@@ -173,7 +173,8 @@ def test_providers_must_answer_unless_replayed(tmp_path, http_404):
     down = f"http://127.0.0.1:{closed_port()}"
     live = Settings(object_store_url=f"file://{tmp_path}/lake", venue="live", hist_api_key=Secret("k"),
                     hist_base_url=down, kraken_public_base_url=f"{http_404}/0")
-    report = preflight.run(live, secret_name="s", config_map_name="c", kubernetes=False, timeout=2)
+    # a generous timeout: the refused connection fails at once, the loopback server must not miss it under load
+    report = preflight.run(live, secret_name="s", config_map_name="c", kubernetes=False, timeout=30)
     [problem] = report.problems  # Kraken answered (404 is an answer); the historical provider did not
     assert problem.startswith(f"COINAPI (historical provider) does not answer at {down} (")
     replayed = Settings(object_store_url=f"file://{tmp_path}/lake", venue="replay", hist_base_url=down,
@@ -191,7 +192,7 @@ def test_the_ray_cluster_must_answer_when_named(tmp_path):
         listening.listen()
         up = f"ray://127.0.0.1:{listening.getsockname()[1]}"
         assert preflight.run(settings, secret_name="s", config_map_name="c", kubernetes=False,
-                             ray_address=up).problems == []
+                             ray_address=up, timeout=30).problems == []
     down = f"ray://127.0.0.1:{closed_port()}"
     [problem] = preflight.run(settings, secret_name="s", config_map_name="c", kubernetes=False,
                               ray_address=down, timeout=2).problems
@@ -265,7 +266,7 @@ def test_an_aws_lake_without_any_credentials_says_so(monkeypatch, tmp_path):
 
 def test_a_minio_without_keys_that_answers_is_only_a_credentials_problem(http_404):
     settings = Settings(object_store_url="s3://lake/x", object_store_endpoint_url=http_404, venue="replay")
-    assert preflight.check_lake(settings, timeout=2) is None  # it answered (an error status is an answer)
-    report = preflight.run(settings, secret_name="s", config_map_name="c", kubernetes=False, timeout=2)
+    assert preflight.check_lake(settings, timeout=30) is None  # it answered (an error status is an answer)
+    report = preflight.run(settings, secret_name="s", config_map_name="c", kubernetes=False, timeout=30)
     assert report.problems == [f"OBJECT_STORE_ACCESS_KEY_ID and OBJECT_STORE_SECRET_ACCESS_KEY not set for the object "
                                f"store at {http_404} (not in Secret 's')"]
