@@ -331,3 +331,16 @@ def test_vectorized_aggregation_equals_the_named_aggregation_bit_for_bit(interva
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
     assert got["volume"].to_numpy().tobytes() == expected["volume"].to_numpy().tobytes()
 
+
+
+@pytest.mark.parametrize("damage", ["repeat", "swap"])
+def test_ohlc_rows_repeated_or_out_of_order_are_a_damaged_page_naming_the_row(damage):
+    rows = plain_ohlc_page()
+    if damage == "repeat":
+        rows.insert(2, list(rows[1]))
+    else:
+        rows[1], rows[2] = rows[2], rows[1]
+    for fast in (True, False):
+        assert outcome(ohlc, copy.deepcopy(rows), "_ohlc_columns_fast", kraken, fast=fast) == (
+            f"DamagedAnswerError: OHLC row 2: time {rows[2][0]} is not after the previous row (unsorted or duplicate) "
+            f"[provider=kraken series={KEY.label()} request=GET /0/public/X]")
