@@ -31,6 +31,10 @@ def full_pipeline(
     k8s_secret_name: str = steps.SECRET_NAME,
     k8s_config_map_name: str = steps.CONFIG_MAP_NAME,
     ray_address: str = "",
+    trainer_accelerator_type: str = "",
+    trainer_accelerator_count: int = 1,
+    trainer_node_selector: dict = {},  # noqa: B006 (a pipeline parameter's default, never mutated)
+    trainer_tolerations: list = [],  # noqa: B006
 ):
     k8s = steps.k8s_names(k8s_secret_name, k8s_config_map_name)
     with steps.exit_handler(NAME, object_store_url=object_store_url, now=now, k8s=k8s, name="main-job"):
@@ -48,4 +52,7 @@ def full_pipeline(
             steps.train_report_promote(dataset, interval, k8s=k8s, object_store_url=object_store_url,
                                        train_quote=train_quote, train_symbols=symbols,
                                        train_config_json=train_config_json, train_workers=train_workers,
-                                       promote=promote, now=now, ray_address=ray_address)
+                                       promote=promote, now=now, ray_address=ray_address,
+                                       accelerator=steps.accelerator(trainer_accelerator_type,
+                                                                     trainer_accelerator_count,
+                                                                     trainer_node_selector, trainer_tolerations))

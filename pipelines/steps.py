@@ -30,6 +30,7 @@ from components.training.ensemble.component import build_ensemble
 from components.training.global_models.component import train_global_models
 from components.training.prepare.component import prepare_training
 from components.training.specialists.component import train_specialists
+from pipelines import resources
 
 DEFAULTS = Settings()
 QUOTES = ",".join(DEFAULTS.quotes)
@@ -39,7 +40,6 @@ HIST_SOURCE = "coinapi"      # the source name the historical provider's candles
 VENUE_QUOTES = "USD"         # Kraken venue-parity sync covers the USD pairs, as `coinline run` does
 GROUP_SIZE = 5               # coins per ingest task
 GROUP_PARALLELISM = 3        # coin groups ingested at once (they share the provider's request budget)
-TRAIN_CPU, TRAIN_MEMORY = "2", "8G"
 
 # What pods read from their environment at run time (never parameters, never compiled in): the secrets,
 # from the Kubernetes Secret named by the `k8s_secret_name` parameter, and the deployment's endpoints,
@@ -79,10 +79,16 @@ def runtime_env(task: dsl.PipelineTask, k8s: dict) -> dsl.PipelineTask:
 
 
 def lake_task(task: dsl.PipelineTask, name: str, k8s: dict) -> dsl.PipelineTask:
-    """A step that reads or writes the lake (and may call providers): it gets the runtime environment,
-    and is never cached, because its result depends on the lake's state and the clock, not only on its
-    parameters."""
-    return runtime_env(task.set_caching_options(False).set_display_name(name), k8s)
+    """A step that reads or writes the lake (and may call providers): it gets the runtime environment, its
+    component's requests and limits (`pipelines/resources.py`), and is never cached, because its result
+    depends on the lake's state and the clock, not only on its parameters."""
+    return runtime_env(resources.size(task.set_caching_options(False).set_display_name(name)), k8s)
+
+
+def accelerator(accelerator_type, accelerator_count, node_selector, tolerations) -> dict:
+    """The pipeline parameters of the accelerator option (`resources.accelerate`), for train_report_promote."""
+    return dict(accelerator_type=accelerator_type, accelerator_count=accelerator_count, node_selector=node_selector,
+                tolerations=tolerations)
 
 
 def k8s_names(secret_name, config_map_name) -> dict:
@@ -156,19 +162,22 @@ def materialize(interval, *, k8s: dict, object_store_url, quotes, universe_versi
 
 
 def train_report_promote(dataset: dsl.PipelineTask, interval, *, k8s: dict, object_store_url, train_quote,
-                         train_symbols, train_config_json, train_workers, promote, now, ray_address="") -> None:
+                         train_symbols, train_config_json, train_workers, promote, now, accelerator: dict,
+                         ray_address="") -> None:
     """Train on the dataset one step at a time (prepare; per-coin specialists on Ray beside the global regime
     model; ensemble; evaluate; simulate, which writes the run; the per-coin fan-out goes to the Ray cluster at
     `ray_address` when set, else to a Ray inside the pod), each step consuming the artifact of the one
     before (the run's lineage in KFP's metadata), turn the run's metrics into KFP visualizations, then (when
-    `promote`) decide promotion through the gates, and last the HTML oversight report, which shows it."""
+    `promote`) decide promotion through the gates, and last the HTML oversight report, which shows it.
+    `accelerator` (steps.accelerator of the pipeline's trainer_* parameters) places the specialists' pod, which
+    fits the LSTM and Transformer families, on accelerator nodes when its type is set."""
     store = dict(object_store_url=object_store_url)
     prepared = lake_task(prepare_training(dataset=dataset.outputs["manifest"], interval=interval, quote=train_quote,
                                           symbols=train_symbols, train_config_json=train_config_json,
                                           workers=train_workers, **store), "prepare training", k8s)
     specialists = lake_task(train_specialists(prepared=prepared.outputs["prepared"], workers=train_workers,
                                               ray_address=ray_address, **store), "per-coin specialists", k8s)
-    specialists.set_cpu_request(TRAIN_CPU).set_memory_request(TRAIN_MEMORY)
+    resources.accelerate(specialists, **accelerator)
     regime = lake_task(train_global_models(prepared=prepared.outputs["prepared"], **store), "global regime model", k8s)
     ensemble = lake_task(build_ensemble(specialists=specialists.outputs["specialists"],
                                         regime_model=regime.outputs["regime_model"], workers=train_workers,
@@ -176,7 +185,8 @@ def train_report_promote(dataset: dsl.PipelineTask, interval, *, k8s: dict, obje
                          "ensemble", k8s)
     evaluated = lake_task(evaluate_run(ensemble=ensemble.outputs["ensemble"], **store), "evaluate", k8s)
     simulated = lake_task(simulate_run(evaluation=evaluated.outputs["evaluation"], **store), "simulate", k8s)
-    reported = report_metrics(run_metrics=simulated.outputs["run_metrics"]).set_display_name("report metrics")
+    reported = resources.size(report_metrics(run_metrics=simulated.outputs["run_metrics"])
+                              .set_display_name("report metrics"))
     run_id = simulated.outputs["Output"]
     with dsl.If(promote == True, name="promotion-enabled"):  # noqa: E712 (compares a pipeline parameter)
         decided = lake_task(promote_run(run_manifest=simulated.outputs["run_manifest"], now=now, **store),
