@@ -820,7 +820,10 @@ def test_kfp_uploader_gets_the_charts_images_digests_and_the_releases_names(rend
     assert spec["images"] == {"runtime": f"registry.example/coinline:9.9.9@{digest}",
                               "trainer": f"registry.example/trainer:9.9.9-cu126@{trainer_digest}"}
     assert spec["parameters"] == {"k8s_secret_name": "prod-keys", "k8s_config_map_name": "prod-coinline-config",
-                                  "ray_address": ""}  # no RayCluster: the training steps use a Ray in their pod
+                                  "ray_address": "",  # no RayCluster: the training steps use a Ray in their pod
+                                  # trainerAccelerator's defaults: no accelerator
+                                  "trainer_accelerator_type": "", "trainer_accelerator_count": 1,
+                                  "trainer_node_selector": {}, "trainer_tolerations": []}
     assert spec["release"] == {"name": "prod", "namespace": "ml", "chartVersion": CHART_META["version"]}
     # defaults: both images follow the chart's appVersion; without a Secret named, the one secret.create would make
     spec = _upload_spec(render, {"kubeflow": {"enabled": True}}, release="coinline")
@@ -988,3 +991,13 @@ def test_chart_defaults_match_the_package_version_and_the_pipelines_image():
     if components_image.exists():  # compiled KFP components run the same image as the schedules
         found = re.search(r'COINLINE_IMAGE_REPOSITORY\s*=\s*"([^"]+)"', components_image.read_text())
         assert found and found.group(1) == image["repository"]
+
+
+def test_the_uploader_gets_the_trainer_accelerator_as_parameter_defaults(render):
+    acc = {"resourceName": "nvidia.com/gpu", "count": 2, "nodeSelector": {"gpu": "a100"},
+           "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
+    spec = _upload_spec(render, {"kubeflow": {"enabled": True}, "trainerAccelerator": acc}, release="coinline")
+    assert {k: spec["parameters"][k] for k in ("trainer_accelerator_type", "trainer_accelerator_count",
+                                               "trainer_node_selector", "trainer_tolerations")} == {
+        "trainer_accelerator_type": "nvidia.com/gpu", "trainer_accelerator_count": 2,
+        "trainer_node_selector": {"gpu": "a100"}, "trainer_tolerations": acc["tolerations"]}
