@@ -13,10 +13,33 @@ from typing import Any
 log = logging.getLogger("coinline")
 
 
+def available_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may use: its CPU affinity, capped by a cgroup CPU quota (a pod's CPU limit:
+    cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`), rounded up, at least 1. On a big
+    node `os.cpu_count()` would start a Ray worker per node CPU (~0.7 GB each) inside a pod limited to a few."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = None
+    try:
+        with open(f"{cgroup_root}/cpu.max") as f:
+            q, period = f.read().split()[:2]
+            quota = None if q == "max" else int(q) / int(period)
+    except (OSError, ValueError):
+        try:
+            with open(f"{cgroup_root}/cpu/cpu.cfs_quota_us") as f, open(f"{cgroup_root}/cpu/cpu.cfs_period_us") as g:
+                q, period = int(f.read()), int(g.read())
+                quota = q / period if q > 0 and period > 0 else None
+        except (OSError, ValueError):
+            quota = None
+    if quota is not None:
+        cpus = min(cpus, max(1, -(-int(quota * 1000) // 1000)))
+    return max(1, cpus)
+
+
 def ensure_ray(workers: int | None = None) -> str:
     """Connect to the cluster in RAY_ADDRESS (`ray://head:10001` through Ray Client, or a GCS `host:port` on
     a Ray node), else start a Ray in this process over `workers` CPUs (default: all). A set address that
-    does not answer fails here: falling back to a local Ray would hide a broken deployment. Returns the
+    does not answer fails here: falling back to a local Ray would hide a broken deployment. Default CPUs:
+    `available_cpus()` (a pod's CPU limit, not the node's CPU count). Returns the
     address connected to ("" for a local Ray)."""
     import ray
 
@@ -29,7 +52,7 @@ def ensure_ray(workers: int | None = None) -> str:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
         log.info("Ray: connected to %s (%s CPUs in the cluster)", address, ray.cluster_resources().get("CPU", 0))
     else:
-        cpus = workers or os.cpu_count() or 1
+        cpus = workers or available_cpus()
         ray.init(num_cpus=cpus, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
         log.info("Ray: started in this process over %d CPUs (no RAY_ADDRESS)", cpus)
     return address
