@@ -217,7 +217,7 @@ def test_secret_variables_come_from_the_existing_secret_by_key(render):
     r = render({"secret": {"existingSecret": "my-keys"}, "scheduler": "cronjob", "syncFollow": {"enabled": True}})
     secret_vars = [k for k in env_example() if SECRET_VAR.search(k)]
     found = [(w, c) for w, c, _ in containers(r)]
-    assert len(found) == 9  # six CronJobs, the follower, and the helm test Pod's preflight and smoke containers
+    assert len(found) == 10  # six CronJobs, the follower, and the helm test Pod's deployment, preflight and smoke containers
     for where, c in found:
         env = env_of(c)
         for var in secret_vars:

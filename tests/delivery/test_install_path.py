@@ -156,11 +156,21 @@ def test_helm_test_pod_checks_the_lake_with_the_releases_settings(render):
     assert pod["metadata"]["namespace"] == WATCHED
     spec = pod["spec"]
     assert spec["restartPolicy"] == "Never" and spec["activeDeadlineSeconds"] == VALUES["helmTest"]["activeDeadlineSeconds"]
-    (preflight,), (smoke,) = spec["initContainers"], spec["containers"]
+    (deployment, preflight), (smoke,) = spec["initContainers"], spec["containers"]
+    assert deployment["args"] == ["preflight", "--secret-name", "coinline-secrets", "--config-map-name",
+                                  "coinline-config", "--json"]
     assert preflight["args"] == ["doctor", "--json"] and smoke["args"] == ["status", "--json"]
+    # the preflight sees the release's Secret and ConfigMap as optional volumes: a missing one is named in one
+    # line by `coinline preflight`, not a pod stuck in CreateContainerConfigError
+    mounts = {m["name"]: m["mountPath"] for m in deployment["volumeMounts"]}
+    assert mounts["preflight-secret"] == "/etc/coinline/preflight/secret"
+    assert mounts["preflight-config"] == "/etc/coinline/preflight/config"
+    vols = {v["name"]: v for v in spec["volumes"]}
+    assert vols["preflight-secret"]["secret"] == {"secretName": "coinline-secrets", "optional": True}
+    assert vols["preflight-config"]["configMap"] == {"name": "coinline-config", "optional": True}
     scheduled = r.one("CronWorkflow", "-sync")["spec"]["workflowSpec"]["templates"]
     sync = next(t["container"] for t in scheduled if t.get("container", {}).get("args") == ["sync"])
-    for c in (preflight, smoke):  # what a scheduled run gets: image, ConfigMap, Secret keys, hardening
+    for c in (deployment, preflight, smoke):  # what a scheduled run gets: image, ConfigMap, Secret keys, hardening
         assert c["image"] == sync["image"] and c["envFrom"] == sync["envFrom"]
         assert c["env"] == sync["env"] and c["securityContext"] == sync["securityContext"]
         assert c["resources"] == VALUES["helmTest"]["resources"]
