@@ -13,7 +13,7 @@ from coinline.datasets.canonical import series_candles
 from coinline.doctor import doctor
 from coinline.errors import DamagedTableError
 from coinline.hashing import table_sha256
-from coinline.ingest.writer import commit_candles
+from coinline.ingest.writer import CommitBuffer, commit_candles
 from coinline.lake import integrity, tables
 from coinline.lake.integrity import check_entry
 from coinline.lake.lease import lease_name
@@ -89,6 +89,23 @@ def test_doctor_repairs_a_damaged_newest_entry_and_nothing_committed_is_lost(cli
     status = cli("status", "--json", as_json=True)
     assert [s["rows"] for s in status] == [committed[0]]
     assert tables.open_table(lake, tables.RAW).version() == version + 1  # the placeholder keeps its number
+
+
+def test_a_damaged_commit_of_several_pages_is_named_and_every_page_recommitted(cli, lake):
+    _commit(lake, 1)
+    buffer = CommitBuffer(lake)   # one commit of three pages (a batched ingest)
+    for i in (1, 2, 3):
+        buffer.add(candles(n=50, start=T0 + timedelta(hours=50 * i), price=100.0 + i), key=KEY,
+                   request={"batch": i}, now=NOW)
+    batches = {r.batch_id for r in buffer.flush()}
+    committed = _content(lake)
+    _damage_newest(lake, "cut-at-a-line")
+    (problem,) = cli("doctor", "--json", expect=1, as_json=True)["problems"]
+    assert f"(3 batches: 150 rows of {KEY.label()})" in problem["message"]
+    repaired = cli("doctor", "--repair", "--json", as_json=True)
+    assert repaired["healthy"] and _content(lake) == committed
+    recovered = next(r for r in lake.read_json(repaired["record"])["repairs"] if r["action"] == "placeholder")["recovered"]
+    assert {r["lost_batch"] for r in recovered} == batches and [r["inserted"] for r in recovered] == [50] * 3
 
 
 def test_a_writer_refuses_to_commit_on_a_damaged_log(lake):

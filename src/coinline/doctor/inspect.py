@@ -16,7 +16,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
-from coinline.lake import integrity
+from coinline.lake import integrity, tables
 from coinline.lake.integrity import LOG, EntryCheck, LogListing
 from coinline.lake.store import Lake
 
@@ -183,9 +183,13 @@ def lost_commit(check: EntryCheck) -> dict[str, Any]:
 
 
 def _lost_words(lost: dict[str, Any]) -> str:
-    manifest = lost.get("manifest") or {}
-    if manifest.get("row_count") is not None:
+    pages = [m for m in tables.page_manifests(lost.get("manifest")) if m.get("row_count") is not None]
+    if len(pages) == 1:
+        (manifest,) = pages
         return f" (batch {manifest.get('batch_id')}: {manifest.get('row_count')} rows of {manifest.get('series')})"
+    if pages:   # a commit of several ingest pages
+        series = ", ".join(sorted({str(m.get("series")) for m in pages}))
+        return f" ({len(pages)} batches: {sum(int(m['row_count']) for m in pages)} rows of {series})"
     return ""
 
 

@@ -55,7 +55,8 @@ def placeholder(lost: dict[str, Any], previous_ns: int | None, quarantined: str,
     previous entry's), so the log's timeline stays in order."""
     stamp_ms = lost.get("timestamp_ms") or (previous_ns or 0) // 1_000_000
     note = {"replaces": defect, "quarantined_to": quarantined, "record": record,
-            "lost_batch": (lost.get("manifest") or {}).get("batch_id")}
+            "lost_batch": ", ".join(str(m["batch_id"]) for m in tables.page_manifests(lost.get("manifest"))
+                                    if m.get("batch_id")) or None}
     info = {"timestamp": int(stamp_ms), "operation": "COINLINE DOCTOR PLACEHOLDER",
             "operationParameters": {"replaces": defect}, "coinlineDoctor": json.dumps(note, sort_keys=True),
             "operationMetrics": {"num_added_files": 0, "num_removed_files": 0}, "clientVersion": "coinline-doctor"}
