@@ -50,4 +50,4 @@ def test_full_topology_trains_on_five_real_coins(lake, capsys):
             print(f"  {key:<16} oos logloss {v['oos']['log_loss']:.4f}  base {v['base_rate']['log_loss']:.4f}"
                   f"  acc {v['oos']['accuracy']:.4f}  p_holm {v['p_value_holm']:.3f}")
         print(f"  simulation: {m['simulation'].get('total_return')=} {m['simulation'].get('sharpe')=}")
-    assert len(summary_rows(m)) == 5 * (3 * 3 + 2 + 1)
+    assert len(summary_rows(m)) == 5 * (3 * 3 + 2 + 3)   # 3 trees x 3 horizons, 2 sequence nets, a served ensemble per horizon
