@@ -139,6 +139,21 @@ def _row_mask(idx: Any, n: int) -> np.ndarray:
     return mask
 
 
+def _purged_training_rows(r1: Any, train_idx: Any, h: int, windows: tuple[int, ...]
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train mask, ok, y, x) for fitting an h-bar variance model: `ok[t]` when rows t .. t+h are all
+    training rows (counted with a cumulative sum); y = RV_h reading only training returns (others masked, so
+    no test return leaks into a target); x = the HAR components of r1."""
+    r = _r1(r1)
+    n = r.shape[0]
+    train = _row_mask(train_idx, n)
+    c = np.concatenate([[0], np.cumsum(train)])
+    ok = np.zeros(n, dtype=bool)
+    if h < n:
+        ok[: n - h] = (c[h + 1:] - c[: n - h]) == h + 1
+    return train, ok, realized_variance(np.where(train, r, np.nan), h), har_components(r, windows)
+
+
 def har_fit(r1: Any, train_idx: Any, h: int, *, windows: tuple[int, ...] = HAR_WINDOWS,
             min_rows: int = 50) -> HARModel:
     """OLS of RV_h on [1, HAR components] over training rows whose next h rows are training rows too.
@@ -146,17 +161,7 @@ def har_fit(r1: Any, train_idx: Any, h: int, *, windows: tuple[int, ...] = HAR_W
     train_idx: integer row indices or a boolean mask over the rows of r1.
     """
     h = _check_h(h)
-    r = _r1(r1)
-    n = r.shape[0]
-    train = _row_mask(train_idx, n)
-    # row t qualifies when rows t .. t+h are all training rows (counted with a cumulative sum)
-    c = np.concatenate([[0], np.cumsum(train)])
-    ok = np.zeros(n, dtype=bool)
-    if h < n:
-        ok[: n - h] = (c[h + 1:] - c[: n - h]) == h + 1
-    # the target only reads training returns; other returns are masked so they cannot leak into y
-    y = realized_variance(np.where(train, r, np.nan), h)
-    x = har_components(r, windows)
+    train, ok, y, x = _purged_training_rows(r1, train_idx, h, windows)
     use = ok & np.isfinite(y) & np.isfinite(x).all(axis=1)
     if use.sum() < max(min_rows, len(windows) + 2):
         raise ValueError(f"har_fit: only {int(use.sum())} usable training rows (need >= {min_rows})")
@@ -230,15 +235,7 @@ def loghar_fit(r1: Any, train_idx: Any, h: int, *, windows: tuple[int, ...] = HA
     is a RiskModelError (callers decide whether to fall back).
     """
     h = _check_h(h)
-    r = _r1(r1)
-    n = r.shape[0]
-    train = _row_mask(train_idx, n)
-    c = np.concatenate([[0], np.cumsum(train)])
-    ok = np.zeros(n, dtype=bool)
-    if h < n:
-        ok[: n - h] = (c[h + 1:] - c[: n - h]) == h + 1
-    y = realized_variance(np.where(train, r, np.nan), h)
-    x = har_components(r, windows)
+    train, ok, y, x = _purged_training_rows(r1, train_idx, h, windows)
     known = train & np.isfinite(x).all(axis=1)
     # the floor comes from the training rows' components (only training returns and earlier ones)
     floor = LOGHAR_FLOOR * (x[known].mean(axis=0) if known.any() else np.full(len(windows), np.nan))
