@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from coinline.providers.base import SeriesKey
 from coinline.quality.results import MAX_EXAMPLES, CheckResult, QualityResult
-from coinline.quality.suites import KEY_COLUMNS, _grid_points_below, _time_ns
+from coinline.quality.suites import KEY_COLUMNS, _grid_points_below, _time_ns, merge_spans
 from coinline.timeframes import interval_ms
 
 SUITE = "candles.canonical.invariants"
@@ -201,17 +201,7 @@ def _gaps_by_key(known_gaps: pa.Table | None) -> dict[SeriesKey, tuple[np.ndarra
     for i, key in enumerate(zip(*(known_gaps[c].to_pylist() for c in KEY_COLUMNS), strict=True)):
         if ge[i] > gs[i]:
             spans.setdefault(SeriesKey(*key), []).append((int(gs[i]), int(ge[i])))
-    out = {}
-    for key, items in spans.items():
-        merged: list[list[int]] = []
-        for lo, hi in sorted(items):
-            if merged and lo <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], hi)
-            else:
-                merged.append([lo, hi])
-        arr = np.array(merged, dtype=np.int64)
-        out[key] = (arr[:, 0], arr[:, 1])
-    return out
+    return merge_spans(spans)
 
 
 def _iso(ns: int) -> str:

@@ -439,6 +439,12 @@ def _gaps_by_series(known_gaps: pa.Table | None, keys: list[tuple]) -> dict[int,
         if k is None or not (gs_ok[i] and ge_ok[i]) or ge[i] <= gs[i]:
             continue
         spans.setdefault(k, []).append((int(gs[i]), int(ge[i])))
+    return merge_spans(spans)
+
+
+def merge_spans(spans: dict) -> dict:
+    """{key: [(start, end), ...]} -> {key: (starts, ends)}: each key's spans sorted and overlapping or
+    touching ones merged, as int64 arrays."""
     out = {}
     for k, items in spans.items():
         merged: list[list[int]] = []
