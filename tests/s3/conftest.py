@@ -4,6 +4,7 @@ Skipped cleanly when the `weed` binary is absent."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -60,3 +61,16 @@ def s3_endpoint(tmp_path_factory):
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture
+def s3_lake(s3_endpoint, request):
+    """A lake of its own per test (a prefix named after the test) with the Delta tables created."""
+    from coinline.lake import open_lake, tables
+    from coinline.secrets import Secret
+
+    prefix = re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name)  # parametrized names hold brackets
+    lake = open_lake(f"s3://coinline-test/{prefix}", endpoint_url=s3_endpoint,
+                     access_key=Secret("minioadmin"), secret_key=Secret("minioadmin"))
+    tables.ensure_tables(lake)
+    return lake

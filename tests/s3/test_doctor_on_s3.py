@@ -1,7 +1,6 @@
 """`coinline doctor` on S3: a damaged newest log entry is named in one line when the table opens, and
 repaired (quarantined, placeholder, rows re-committed) with every committed row back."""
 
-import re
 from datetime import timedelta
 
 import pytest
@@ -11,22 +10,12 @@ from coinline.doctor import doctor
 from coinline.errors import DamagedTableError
 from coinline.hashing import table_sha256
 from coinline.ingest.writer import commit_candles
-from coinline.lake import integrity, open_lake, tables
-from coinline.secrets import Secret
+from coinline.lake import integrity, tables
 from tests.fakes import KEY, T0, candles
 
 pytestmark = pytest.mark.s3
 NOW = T0 + timedelta(days=30)
 VALUES = ["open_time", "open", "high", "low", "close", "volume", "trade_count", "version"]
-
-
-@pytest.fixture
-def s3_lake(s3_endpoint, request):
-    prefix = re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name)  # parametrized names hold brackets
-    lake = open_lake(f"s3://coinline-test/{prefix}", endpoint_url=s3_endpoint,
-                     access_key=Secret("minioadmin"), secret_key=Secret("minioadmin"))
-    tables.ensure_tables(lake)
-    return lake
 
 
 def _content(lake) -> tuple[int, str]:

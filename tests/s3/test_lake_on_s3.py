@@ -19,14 +19,6 @@ pytestmark = pytest.mark.s3
 NOW = T0 + timedelta(days=2)
 
 
-@pytest.fixture
-def s3_lake(s3_endpoint, request):
-    lake = open_lake(f"s3://coinline-test/{request.node.name}", endpoint_url=s3_endpoint,
-                     access_key=Secret("minioadmin"), secret_key=Secret("minioadmin"))
-    tables.ensure_tables(lake)
-    return lake
-
-
 def test_commits_versions_and_corrections_round_trip_on_s3(s3_lake):
     commit_candles(s3_lake, candles(n=24), key=KEY, request={}, now=NOW)
     again = commit_candles(s3_lake, candles(n=24), key=KEY, request={}, now=NOW)

@@ -9,20 +9,11 @@ from coinline.datasets.canonical import series_candles
 from coinline.hashing import table_sha256
 from coinline.ingest.writer import commit_candles
 from coinline.lake import maintain as mt
-from coinline.lake import open_lake, tables
-from coinline.secrets import Secret
+from coinline.lake import tables
 from tests.fakes import KEY, T0, candles
 
 pytestmark = pytest.mark.s3
 NOW = T0 + timedelta(days=30)
-
-
-@pytest.fixture
-def s3_lake(s3_endpoint, request):
-    lake = open_lake(f"s3://coinline-test/{request.node.name}", endpoint_url=s3_endpoint,
-                     access_key=Secret("minioadmin"), secret_key=Secret("minioadmin"))
-    tables.ensure_tables(lake)
-    return lake
 
 
 def test_maintain_on_s3_keeps_the_pinned_version_and_is_idempotent(s3_lake):

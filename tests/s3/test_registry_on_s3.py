@@ -7,19 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from coinline.lake import open_lake
 from coinline.lake.store import CasConflict
 from coinline.promotion import registry as r
-from coinline.secrets import Secret
 
 pytestmark = pytest.mark.s3
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def s3_lake(s3_endpoint, request):
-    return open_lake(f"s3://coinline-test/{request.node.name}", endpoint_url=s3_endpoint,
-                     access_key=Secret("minioadmin"), secret_key=Secret("minioadmin"))
 
 
 def test_compare_and_swap_uses_conditional_puts_on_s3(s3_lake):
