@@ -15,21 +15,15 @@ from coinline.models.stacking import (
     stack_selection,
     walk_forward_stack,
 )
+from tests.models_meta import synthetic
 
 FAMS = ("lightgbm", "random_forest", "xgboost")
 PARAMS = {"C": 0.05, "select_margin": 0.001, "stack": False, "fallback": "base_rate"}
 
 
-def _coin(seed, signal=0.0, n_folds=3, per_fold=500):
-    """Three members of noise around 0.5; with `signal`, lightgbm is the true P(up) (logit sd `signal`)."""
-    rng = np.random.default_rng(seed)
-    n = n_folds * per_fold
-    truth = 1 / (1 + np.exp(-signal * rng.standard_normal(n)))
-    y = (rng.random(n) < truth).astype(float)
-    P = 1 / (1 + np.exp(-0.3 * rng.standard_normal((n, len(FAMS)))))
-    if signal:
-        P[:, 0] = truth
-    return np.repeat(np.arange(n_folds), per_fold), P, None, y
+def _coin(seed, signal=0.0):
+    """Three members of noise around 0.5; with `signal`, lightgbm is the true P(up)."""
+    return synthetic.coin(seed, FAMS, signal, n_folds=3, regimes=False)
 
 
 def _pooled(signal, coins=5):

@@ -18,22 +18,15 @@ from coinline.models.stacking import (
     stack_selection,
     walk_forward_stack,
 )
+from tests.models_meta import synthetic
 
 FAMS = ("xgboost", "lightgbm", "random_forest", "lstm", "transformer")
 PARAMS = {"C": 0.05, "select_margin": 0.001}
 
 
-def _coin(seed, signal=0.0, n_folds=4, per_fold=500):
-    """Five members of pure noise around 0.5; with `signal`, lightgbm is the true P(up) (logit sd `signal`)."""
-    rng = np.random.default_rng(seed)
-    n = n_folds * per_fold
-    truth = 1 / (1 + np.exp(-signal * rng.standard_normal(n)))
-    y = (rng.random(n) < truth).astype(float)
-    P = 1 / (1 + np.exp(-0.3 * rng.standard_normal((n, len(FAMS)))))
-    if signal:
-        P[:, 1] = truth
-    R = rng.dirichlet(np.ones(4), size=n)
-    return np.repeat(np.arange(n_folds), per_fold), P, R, y
+def _coin(seed, signal=0.0):
+    """Five members of pure noise around 0.5; with `signal`, lightgbm is the true P(up)."""
+    return synthetic.coin(seed, FAMS, signal)
 
 
 def _log_loss(y, p):
