@@ -49,19 +49,28 @@ def page_rows_for(rows: int) -> int:
     return max(1, min(MAX_PAGE_ROWS, math.ceil(rows / 10)))
 
 
+def _walk(rng: np.random.Generator, n: int, digits: int) -> tuple[np.ndarray, ...]:
+    """`n` consecutive one-minute candles from START_S as a random walk from 30,000 drawn from `rng`, prices
+    rounded to `digits`: (open times in unix seconds, open, high, low, close, volume (unrounded), trade
+    counts). Both page builders draw these first, in this order, so their bytes stay what they were."""
+    times = START_S + STEP_S * np.arange(n, dtype=np.int64)
+    close = np.round(30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.0008, n))), digits)
+    open_ = np.round(np.concatenate([[30_000.0], close[:-1]]), digits)
+    wig = np.abs(rng.normal(0.0, 0.0005, (2, n)))
+    high = np.round(np.maximum(open_, close) * (1 + wig[0]), digits)
+    low = np.round(np.minimum(open_, close) * (1 - wig[1]), digits)
+    volume = rng.gamma(2.0, 1.5, n) + 1e-8
+    counts = rng.integers(1, 400, n)
+    return times, open_, high, low, close, volume, counts
+
+
 def make_pages(rows: int, page_rows: int, *, seed: int = 20240101) -> list[bytes]:
     """CoinAPI `/v1/ohlcv/{symbol}/history` bodies (JSON arrays of records shaped exactly like
     shared/data/api/coinapi/spec_examples/ohlcv_symbol_history.json), one-minute candles of one
     series, consecutive from START_S. Built once, up front, as bytes."""
     rng = np.random.default_rng(seed)
-    starts = START_S + STEP_S * np.arange(rows, dtype=np.int64)
-    close = np.round(30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.0008, rows))), 2)
-    open_ = np.round(np.concatenate([[30_000.0], close[:-1]]), 2)
-    wig = np.abs(rng.normal(0.0, 0.0005, (2, rows)))
-    high = np.round(np.maximum(open_, close) * (1 + wig[0]), 2)
-    low = np.round(np.minimum(open_, close) * (1 - wig[1]), 2)
-    volume = np.round(rng.gamma(2.0, 1.5, rows) + 1e-8, 8)
-    trades = rng.integers(1, 400, rows)
+    starts, open_, high, low, close, volume, trades = _walk(rng, rows, 2)
+    volume = np.round(volume, 8)
     first_trade = rng.integers(0, 20, rows)
     last_trade = rng.integers(40, 60, rows)
 
@@ -102,16 +111,8 @@ def make_kraken_pages(rows: int, page_rows: int = KRAKEN_PAGE_ROWS, *, seed: int
     candles [i * (page_rows - 1), (i + 1) * (page_rows - 1)); the final body may close fewer."""
     closed = page_rows - 1
     total = rows + 1                    # every closed candle and the one still open after them
-    rng = np.random.default_rng(seed)
-    times = START_S + STEP_S * np.arange(total, dtype=np.int64)
-    close = np.round(30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.0008, total))), 1)
-    open_ = np.round(np.concatenate([[30_000.0], close[:-1]]), 1)
-    wig = np.abs(rng.normal(0.0, 0.0005, (2, total)))
-    high = np.round(np.maximum(open_, close) * (1 + wig[0]), 1)
-    low = np.round(np.minimum(open_, close) * (1 - wig[1]), 1)
+    times, open_, high, low, close, volume, counts = _walk(np.random.default_rng(seed), total, 1)
     vwap = np.round((high + low + close) / 3, 1)
-    volume = rng.gamma(2.0, 1.5, total) + 1e-8
-    counts = rng.integers(1, 400, total)
 
     def text(values: np.ndarray, digits: int) -> list[str]:
         return [f"{v:.{digits}f}" for v in values.tolist()]
