@@ -3,15 +3,19 @@
 `bench._freqtrade_worker` imports this module from a separate virtualenv (`.bench-venv`, where
 freqtrade lives and coinline is not installed), so everything here depends only on the standard
 library, numpy and pyarrow: the synthetic CoinAPI pages and the FLOOR pipeline (stdlib json + pyarrow
-table + parquet write), which both processes time the same way.
+table + parquet write), which both processes time the same way; and the timing, reporting and
+command-line helpers the benchmarks share.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +208,66 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def fmt_ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+# ------------------------------------------------------------------- timing, reporting and main
+
+
+def say_for(quiet: bool) -> Callable[..., None]:
+    """What a benchmark prints its progress with: `print(..., flush=True)`, or nothing when `quiet`."""
+    return (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+
+
+def timed(fn: Callable[..., Any], *args: Any, **kw: Any) -> tuple[Any, float]:
+    """fn(*args, **kw) and the seconds it took."""
+    t0 = time.perf_counter()
+    out = fn(*args, **kw)
+    return out, time.perf_counter() - t0
+
+
+def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """The median seconds of `repeats` calls of fn() (statistics.median), and what the last call returned."""
+    times = []
+    for _ in range(repeats):
+        out, seconds = timed(fn)
+        times.append(seconds)
+    return statistics.median(times), out
+
+
+def spread(seconds: list[float], name: str = "", digits: int = 4) -> dict[str, Any]:
+    """`{name}_median_s` (statistics.median) and `{name}_runs_s` (each run rounded to `digits`) of timed runs."""
+    prefix = f"{name}_" if name else ""
+    return {f"{prefix}median_s": statistics.median(seconds), f"{prefix}runs_s": [round(x, digits) for x in seconds]}
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as printed next to figures a busy machine may have skewed."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def conclude(result: dict[str, Any], ratios: dict[str, float | None], goal: str, report: Callable[[dict], str],
+             say: Callable[..., None], summary: str | None = None) -> dict[str, Any]:
+    """Adds the ratios, the goal and (when given) the one-line summary to `result`, prints its report."""
+    result["ratios"] = ratios
+    result["goal"] = goal
+    if summary is not None:
+        result["summary"] = summary
+    say(report(result))
+    return result
+
+
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's command line, described by the first line of its module docstring."""
+    return argparse.ArgumentParser(description=doc.split("\n")[0])
+
+
+def run_main(ap: argparse.ArgumentParser, argv: list[str] | None,
+             run: Callable[[argparse.Namespace], dict[str, Any]]) -> int:
+    """Adds `--json`, parses `argv`, runs the benchmark (which prints its report) and prints its result as
+    JSON as well when asked."""
+    ap.add_argument("--json", action="store_true", help="print the result as JSON as well")
+    args = ap.parse_args(argv)
+    result = run(args)
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+    return 0

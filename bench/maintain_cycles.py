@@ -18,10 +18,7 @@ no-op sync's time goes (opening raw_candles).
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -30,72 +27,46 @@ from pathlib import Path
 from typing import Any
 
 from bench import _replay
-from bench._common import fmt_ratio, ratio, scaled
+from bench._common import (
+    arguments,
+    conclude,
+    fmt_ratio,
+    median_time,
+    ratio,
+    run_main,
+    say_for,
+    scaled,
+    spread,
+)
 
 NAME = "maintain_cycles"
 GOAL = 1.2
 PAIRS = (("BTC", "USD", "1h"), ("ETH", "USD", "1h"), ("SOL", "USD", "1h"))
 
 
-class _Lake:
+class _Lake(_replay.Venue):
     """The lake, its venue and source, and a clock on the hour grid (NOW is hh:05:30)."""
 
-    def __init__(self, tmp: Path, history_days: int):
-        from coinline.ingest.backfill import backfill
-        from coinline.providers.coinapi import MAX_LIMIT
-        from coinline.replay import ReplayServer
-
-        self.now = _replay.NOW
-        self.server = ReplayServer(_replay.market(history_days))
-        self.server.start()
-        self.source, self.gateway = _replay.source(self.server.coinapi_url, MAX_LIMIT)
-        self.lake = _replay.fresh_lake(tmp / "lake")
-        bad = [o for o in backfill(self.source, self.lake, PAIRS, now=self.now, progress=False) if o.status != "ok"]
-        if bad:
-            raise RuntimeError(f"backfill failed: {[o.to_dict() for o in bad]}")
-
-    def sync(self) -> tuple[float, int, int]:
-        from coinline.ingest.sync import sync
-
-        before = len(self.server.requests)
-        t0 = time.perf_counter()
-        outcomes = sync(self.source, self.lake, PAIRS, now=self.now, progress=False)
-        seconds = time.perf_counter() - t0
-        bad = [o for o in outcomes if o.status != "ok"]
-        if bad:
-            raise RuntimeError(f"sync failed: {[o.to_dict() for o in bad]}")
-        return seconds, len(self.server.requests) - before, sum(o.inserted for o in outcomes)
-
     def cycle(self) -> int:
-        self.now += timedelta(hours=1)
-        self.server.market.set_now(self.now)
+        self.advance(self.now + timedelta(hours=1))
         return self.sync()[2]
 
     def noop(self, repeats: int) -> dict[str, Any]:
         runs = [self.sync() for _ in range(repeats)]
         if any(inserted or requests for _s, requests, inserted in runs):
             raise RuntimeError("a no-op sync fetched or inserted candles")
-        return {"median_s": statistics.median(s for s, _r, _i in runs), "runs_s": [round(s, 4) for s, _r, _i in runs]}
+        return spread([s for s, _r, _i in runs])
 
     def files(self) -> dict[str, Any]:
         from coinline.lake import maintain, tables
 
         dt = tables.open_table(self.lake, tables.RAW)
         log = Path(self.lake.base_path) / tables.RAW / "_delta_log"
-        t0 = time.perf_counter()
-        opens = []
-        for _ in range(9):
-            t0 = time.perf_counter()
-            tables.file_index(self.lake, tables.RAW)
-            opens.append(time.perf_counter() - t0)
+        file_index_s, _ = median_time(lambda: tables.file_index(self.lake, tables.RAW), 9)
         return {"version": dt.version(), "active_files": len(dt.get_add_actions(flatten=True)),
                 "stored_files": len(maintain.stored_files(self.lake, tables.RAW)),
                 "log_entries": sum(1 for p in log.iterdir() if p.name.endswith(".json")),
-                "file_index_median_s": statistics.median(opens)}
-
-    def close(self) -> None:
-        self.gateway.client.close()
-        self.server.stop()
+                "file_index_median_s": file_index_s}
 
 
 def run(cycles: int | None = None, maintain_every: int = 168, history_days: int = 60, repeats: int = 7,
@@ -103,12 +74,12 @@ def run(cycles: int | None = None, maintain_every: int = 168, history_days: int 
     from coinline.lake.maintain import maintain
 
     cycles = cycles or scaled(1000, minimum=20)
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    say = say_for(quiet)
     tmp = Path(tempfile.mkdtemp(prefix="coinline-bench-maintain-"))
     side = None
     maintained = 0
     try:
-        side = _Lake(tmp, history_days)
+        side = _Lake(tmp / "lake", PAIRS, history_days)
         side.sync()   # warm-up: lazy imports and caches
         for _ in range(10):
             side.cycle()
@@ -135,11 +106,9 @@ def run(cycles: int | None = None, maintain_every: int = 168, history_days: int 
               "cycles": cycles, "maintain_every": maintain_every, "maintenance_runs": maintained,
               "repeats": repeats, "after_10": after10, "before_maintenance": before, "after_maintenance": after,
               "final_maintenance_changed": record["changed"], "second_maintenance_changed": again["changed"]}
-    result["ratios"] = {"maintained / after 10": ratio(after["median_s"], after10["median_s"]),
-                        "before maintenance / after 10": ratio(before["median_s"], after10["median_s"])}
-    result["goal"] = f"maintained / after 10 <= {GOAL}"
-    say(report(result))
-    return result
+    x = {"maintained / after 10": ratio(after["median_s"], after10["median_s"]),
+         "before maintenance / after 10": ratio(before["median_s"], after10["median_s"])}
+    return conclude(result, x, f"maintained / after 10 <= {GOAL}", report, say)
 
 
 def report(r: dict[str, Any]) -> str:
@@ -158,17 +127,12 @@ def report(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = arguments(__doc__)
     ap.add_argument("--cycles", type=int, default=None, help="hourly sync cycles (default 1000 x COINLINE_BENCH_SCALE)")
     ap.add_argument("--maintain-every", type=int, default=168, help="cycles between maintenance runs (0: only at the end)")
     ap.add_argument("--history-days", type=int, default=60)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    result = run(args.cycles, args.maintain_every, args.history_days, args.repeats)
-    if args.json:
-        print(json.dumps(result, indent=1, default=str))
-    return 0
+    return run_main(ap, argv, lambda args: run(args.cycles, args.maintain_every, args.history_days, args.repeats))
 
 
 if __name__ == "__main__":

@@ -17,20 +17,26 @@ Median of the repeats; ratio = incremental / full.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from bench import _replay
-from bench._common import fmt_ratio, ratio, scale
+from bench._common import (
+    arguments,
+    conclude,
+    fmt_ratio,
+    load_average,
+    ratio,
+    run_main,
+    say_for,
+    scale,
+    spread,
+    timed,
+)
 
 NAME = "materialize"
 GOAL = 0.1
@@ -38,91 +44,71 @@ COINS = 30
 DAYS = 1400              # x 24 h x 30 coins: ~1M candles
 
 
-def _timed(fn, *args, **kw) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn(*args, **kw)
-    return out, time.perf_counter() - t0
-
-
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def run(days: int | None = None, repeats: int = 3, quiet: bool = False) -> dict[str, Any]:
     from coinline.datasets.materialize import DatasetSpec, materialize
-    from coinline.ingest.backfill import backfill
-    from coinline.ingest.sync import sync
     from coinline.lake import open_lake, tables
-    from coinline.providers.coinapi import MAX_LIMIT
     from coinline.quality.lake_checks import validate_lake
     from coinline.quality.suites import validate_candles
-    from coinline.replay import ReplayServer
 
     days = days or max(30, int(round(DAYS * scale())))
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    say = say_for(quiet)
     tmp = Path(tempfile.mkdtemp(prefix="coinline-bench-materialize-"))
     universe = _replay.universe()
     pairs = [(s, "USD", "1h") for s in universe.symbols()[:COINS]]
     spec = DatasetSpec(_replay.UNIVERSE, "1h", "coinapi", ("USD",))
-    load_start = _load()
-    server = ReplayServer(_replay.market(days))
-    server.start()
-    source, gateway = _replay.source(server.coinapi_url, MAX_LIMIT)
+    load_start = load_average()
+    venue = None
     try:
-        lake = _replay.fresh_lake(tmp / "lake")
-        _, backfill_s = _timed(lambda: backfill(source, lake, pairs, now=_replay.NOW, progress=False))
+        venue = _replay.Venue(tmp / "lake", pairs, days)
+        lake = venue.lake
         rows = sum(n for _k, n, _a, _b in tables.series_in(lake))
-        say(f"[{NAME}] {len(pairs)} series, {rows:,} candles, backfilled in {backfill_s:.1f} s")
+        say(f"[{NAME}] {len(pairs)} series, {rows:,} candles, backfilled in {venue.backfill_seconds:.1f} s")
         validate_candles(lake_sample(lake), stage="raw")   # first suite run pays Great Expectations' set-up
 
         def build(target, now, **kw):
             return materialize(target, universe, spec, gap_tolerance=0, now=now, **kw)
 
-        cold, cold_s = _timed(lambda: build(lake, _replay.NOW))
-        _, warm_s = _timed(lambda: build(lake, _replay.NOW))
+        cold, cold_s = timed(build, lake, _replay.NOW)
+        _, warm_s = timed(build, lake, _replay.NOW)
         one, full, identical = [], [], []
         for k in range(1, repeats + 1):
             now = _replay.NOW + timedelta(hours=k)
-            server.market.set_now(now)
-            inserted = sum(o.inserted for o in sync(source, lake, pairs, now=now, progress=False))
+            venue.advance(now)
+            inserted = venue.sync()[2]
             if inserted != len(pairs):
                 raise RuntimeError(f"sync inserted {inserted} candles, expected one per series")
             shutil.rmtree(tmp / "copy", ignore_errors=True)
             shutil.copytree(tmp / "lake", tmp / "copy")
             copy = open_lake(f"file://{tmp / 'copy'}")
-            a, a_s = _timed(build, lake, now)
-            b, b_s = _timed(build, copy, now, full=True)
+            a, a_s = timed(build, lake, now)
+            b, b_s = timed(build, copy, now, full=True)
             one.append(a_s)
             full.append(b_s)
             identical.append(a.content_hash == b.content_hash and lake.read_bytes(f"datasets/{a.dataset_id}/data.parquet")
                              == copy.read_bytes(f"datasets/{b.dataset_id}/data.parquet"))
         # validate after one new candle per series (the batches not validated yet), then from nothing
-        now = _replay.NOW + timedelta(hours=repeats + 1)
-        server.market.set_now(now)
-        sync(source, lake, pairs, now=now, progress=False)
-        _, validate_one_s = _timed(lambda: validate_lake(lake, gap_tolerance=0))
+        venue.advance(_replay.NOW + timedelta(hours=repeats + 1))
+        venue.sync()
+        _, validate_one_s = timed(validate_lake, lake, gap_tolerance=0)
         shutil.rmtree(tmp / "lake" / "quality")
-        _, validate_cold_s = _timed(lambda: validate_lake(lake, gap_tolerance=0))
+        _, validate_cold_s = timed(validate_lake, lake, gap_tolerance=0)
         result = {"benchmark": NAME, "series": len(pairs), "history_days": days, "rows": rows,
                   "dataset_rows": cold.row_count, "repeats": repeats,
-                  "backfill_seconds": round(backfill_s, 2), "cold_seconds": cold_s, "warm_seconds": warm_s,
-                  "one_new_median_s": statistics.median(one), "one_new_runs_s": [round(x, 3) for x in one],
-                  "full_median_s": statistics.median(full), "full_runs_s": [round(x, 3) for x in full],
+                  "backfill_seconds": round(venue.backfill_seconds, 2), "cold_seconds": cold_s, "warm_seconds": warm_s,
+                  **spread(one, "one_new", 3), **spread(full, "full", 3),
                   "identical": all(identical), "validate_one_new_s": validate_one_s,
-                  "validate_cold_s": validate_cold_s, "load_average_start": load_start, "load_average_end": _load()}
+                  "validate_cold_s": validate_cold_s, "load_average_start": load_start, "load_average_end": load_average()}
     finally:
-        gateway.client.close()
-        server.stop()
+        if venue is not None:
+            venue.close()
         shutil.rmtree(tmp, ignore_errors=True)
     r = result
-    r["ratios"] = {"one-new/full": ratio(r["one_new_median_s"], r["full_median_s"]),
-                   "warm/full": ratio(r["warm_seconds"], r["full_median_s"]),
-                   "validate one-new/cold": ratio(r["validate_one_new_s"], r["validate_cold_s"])}
-    r["goal"] = f"one-new/full <= {GOAL}"
-    r["summary"] = (f"one new candle per series / full build {fmt_ratio(r['ratios']['one-new/full'])} "
-                    f"(goal <= {GOAL}), identical datasets: {'yes' if r['identical'] else 'NO'}")
-    say(report(r))
-    return r
+    x = {"one-new/full": ratio(r["one_new_median_s"], r["full_median_s"]),
+         "warm/full": ratio(r["warm_seconds"], r["full_median_s"]),
+         "validate one-new/cold": ratio(r["validate_one_new_s"], r["validate_cold_s"])}
+    return conclude(r, x, f"one-new/full <= {GOAL}", report, say,
+                    summary=f"one new candle per series / full build {fmt_ratio(x['one-new/full'])} "
+                            f"(goal <= {GOAL}), identical datasets: {'yes' if r['identical'] else 'NO'}")
 
 
 def lake_sample(lake):
@@ -152,15 +138,10 @@ def report(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = arguments(__doc__)
     ap.add_argument("--days", type=int, default=None, help=f"history per series (default {DAYS} x scale, >= 30)")
     ap.add_argument("--repeats", type=int, default=3, help="one-new-candle rounds (median)")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    result = run(days=args.days, repeats=max(1, args.repeats))
-    if args.json:
-        print(json.dumps(result, indent=1, default=str))
-    return 0
+    return run_main(ap, argv, lambda args: run(days=args.days, repeats=max(1, args.repeats)))
 
 
 if __name__ == "__main__":

@@ -14,19 +14,15 @@ Median of the repeats; ratio = 5-year median / 1-month median.
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from bench import _replay
-from bench._common import fmt_ratio, ratio, scale
+from bench._common import arguments, conclude, fmt_ratio, median_time, ratio, run_main, say_for, scale, spread
 
 NAME = "sync_noop"
 GOAL = 1.2
@@ -34,26 +30,14 @@ PAIRS = (("BTC", "USD", "1h"), ("ETH", "USD", "1h"), ("SOL", "USD", "1h"), ("BTC
 SHORT_DAYS = 30
 
 
-class _Side:
-    """One lake with its own replay venue and source."""
+class _Side(_replay.Venue):
+    """One lake with its own replay venue and source, and the timings taken on it."""
 
     def __init__(self, label: str, days: int, tmp: Path):
-        from coinline.ingest.backfill import backfill
         from coinline.lake import tables
-        from coinline.providers.coinapi import MAX_LIMIT
-        from coinline.replay import ReplayServer
 
+        super().__init__(tmp / label, PAIRS, days, label)
         self.label, self.days = label, days
-        self.server = ReplayServer(_replay.market(days))
-        self.server.start()
-        self.source, self.gateway = _replay.source(self.server.coinapi_url, MAX_LIMIT)
-        self.lake = _replay.fresh_lake(tmp / label)
-        t0 = time.perf_counter()
-        outcomes = backfill(self.source, self.lake, PAIRS, now=_replay.NOW, progress=False)
-        self.backfill_seconds = time.perf_counter() - t0
-        bad = [o for o in outcomes if o.status != "ok"]
-        if bad:
-            raise RuntimeError(f"backfill of the {label} lake failed: {[o.to_dict() for o in bad]}")
         self.rows = sum(n for _k, n, _a, _b in tables.series_in(self.lake))
         self.files = tables.file_index(self.lake, tables.RAW).num_rows
         self.noop: list[float] = []
@@ -61,47 +45,26 @@ class _Side:
         self.noop_requests = self.one_requests = 0
         self.one_inserted: list[int] = []
 
-    def sync(self, now) -> tuple[float, int, int]:
-        from coinline.ingest.sync import sync
-
-        before = len(self.server.requests)
-        t0 = time.perf_counter()
-        outcomes = sync(self.source, self.lake, PAIRS, now=now, progress=False)
-        seconds = time.perf_counter() - t0
-        bad = [o for o in outcomes if o.status != "ok"]
-        if bad:
-            raise RuntimeError(f"sync of the {self.label} lake failed: {[o.to_dict() for o in bad]}")
-        return seconds, len(self.server.requests) - before, sum(o.inserted for o in outcomes)
-
     def delta_open(self, repeats: int = 15) -> tuple[float, int]:
         """Median seconds to open raw_candles (the Delta log replay every sync does at least once)."""
         from coinline.lake import tables
 
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            table = tables.open_table(self.lake, tables.RAW)
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times), table.version()
+        seconds, table = median_time(lambda: tables.open_table(self.lake, tables.RAW), repeats)
+        return seconds, table.version()
 
     def stats(self) -> dict[str, Any]:
         open_s, version = self.delta_open()
         return {"history_days": self.days, "rows": self.rows, "raw_files": self.files,
                 "delta_version": version, "delta_open_median_s": open_s,
                 "backfill_seconds": round(self.backfill_seconds, 2),
-                "noop_median_s": statistics.median(self.noop), "noop_runs_s": [round(x, 4) for x in self.noop],
-                "noop_requests": self.noop_requests,
-                "one_new_median_s": statistics.median(self.one), "one_new_runs_s": [round(x, 4) for x in self.one],
-                "one_new_requests": self.one_requests, "one_new_inserted": self.one_inserted}
-
-    def close(self) -> None:
-        self.gateway.client.close()
-        self.server.stop()
+                **spread(self.noop, "noop"), "noop_requests": self.noop_requests,
+                **spread(self.one, "one_new"), "one_new_requests": self.one_requests,
+                "one_new_inserted": self.one_inserted}
 
 
 def run(years: float | None = None, repeats: int = 7, quiet: bool = False) -> dict[str, Any]:
     long_days = int(round(365.25 * years)) if years else max(60, int(round(5 * 365.25 * scale())))
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    say = say_for(quiet)
     tmp = Path(tempfile.mkdtemp(prefix="coinline-bench-sync-"))
     repeats = max(1, min(repeats, 50))   # one-minute steps must stay inside the hour (NOW is hh:05:30)
     sides: list[_Side] = []
@@ -113,17 +76,16 @@ def run(years: float | None = None, repeats: int = 7, quiet: bool = False) -> di
                 f"backfilled in {s.backfill_seconds:.1f} s")
         long, short = sides
         for s in sides:   # warm-up: first sync pays lazy imports and caches
-            s.sync(_replay.NOW)
+            s.sync()
         for _ in range(repeats):
             for s in sides:
-                seconds, requests, _ins = s.sync(_replay.NOW)
+                seconds, requests, _ins = s.sync()
                 s.noop.append(seconds)
                 s.noop_requests += requests
         for k in range(1, repeats + 1):
-            now = _replay.NOW + timedelta(minutes=k)
             for s in sides:
-                s.server.market.set_now(now)
-                seconds, requests, inserted = s.sync(now)
+                s.advance(_replay.NOW + timedelta(minutes=k))
+                seconds, requests, inserted = s.sync()
                 s.one.append(seconds)
                 s.one_requests += requests
                 s.one_inserted.append(inserted)
@@ -134,13 +96,11 @@ def run(years: float | None = None, repeats: int = 7, quiet: bool = False) -> di
             s.close()
         shutil.rmtree(tmp, ignore_errors=True)
     lg, sh = result["long"], result["short"]
-    result["ratios"] = {"noop long/short": ratio(lg["noop_median_s"], sh["noop_median_s"]),
-                        "one-new long/short": ratio(lg["one_new_median_s"], sh["one_new_median_s"])}
-    result["goal"] = f"long/short <= {GOAL}"
-    result["summary"] = (f"no-op long/short {fmt_ratio(result['ratios']['noop long/short'])}, one-new long/short "
-                         f"{fmt_ratio(result['ratios']['one-new long/short'])} (goal <= {GOAL})")
-    say(report(result))
-    return result
+    x = {"noop long/short": ratio(lg["noop_median_s"], sh["noop_median_s"]),
+         "one-new long/short": ratio(lg["one_new_median_s"], sh["one_new_median_s"])}
+    return conclude(result, x, f"long/short <= {GOAL}", report, say,
+                    summary=f"no-op long/short {fmt_ratio(x['noop long/short'])}, one-new long/short "
+                            f"{fmt_ratio(x['one-new long/short'])} (goal <= {GOAL})")
 
 
 def report(r: dict[str, Any]) -> str:
@@ -163,15 +123,10 @@ def report(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = arguments(__doc__)
     ap.add_argument("--years", type=float, default=None, help="history of the long lake (default 5 x scale)")
     ap.add_argument("--repeats", type=int, default=7, help="timed syncs per lake and variant (median; max 50)")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    result = run(years=args.years, repeats=args.repeats)
-    if args.json:
-        print(json.dumps(result, indent=1, default=str))
-    return 0
+    return run_main(ap, argv, lambda args: run(years=args.years, repeats=args.repeats))
 
 
 if __name__ == "__main__":
