@@ -25,13 +25,10 @@ Ratios are rows/s over rows/s (higher is faster). The load average is recorded b
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,8 +36,8 @@ from typing import Any
 
 import httpx
 
+from bench import _ingest
 from bench._common import (
-    DEFAULT_ROWS,
     KRAKEN_PAGE_ROWS,
     KRAKEN_PAIR,
     START_S,
@@ -50,8 +47,8 @@ from bench._common import (
     make_kraken_pages,
     median,
     ratio,
-    run_floor,
-    scale,
+    run_main,
+    say_for,
 )
 
 NAME = "ingest_kraken"
@@ -136,18 +133,12 @@ def buffer_supported() -> bool:
 
 def run_coinline(pages: list[bytes], page_rows: int, rows: int, workdir: Path, *, buffered: bool = False) -> dict[str, Any]:
     """fetch + `ingest_range` per page into a fresh lake; `buffered`: every page into one commit buffer."""
-    from bench.ingest_throughput import _TimedSource
     from coinline.ingest.backfill import SeriesOutcome, ingest_range
-    from coinline.lake import open_lake, tables
 
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    lake = open_lake(f"file://{workdir}")
-    tables.ensure_tables(lake)
-    version_before = tables.open_table(lake, tables.RAW).version()
+    lake, version = _ingest.fresh_raw(workdir)
     now = _now(rows)
     client, gateway, source, ref = _source(pages, page_rows, rows, now)
-    timed = _TimedSource(source)
+    source = _ingest.TimedSource(source)
     outcome = SeriesOutcome(ref.key.label(), "BTC", "USD", "1m", "ok")
     shared: dict[str, Any] = {}
     if buffered:
@@ -156,52 +147,31 @@ def run_coinline(pages: list[bytes], page_rows: int, rows: int, workdir: Path, *
         shared["buffer"] = CommitBuffer(lake)
     t0 = time.perf_counter()
     for start, end in windows(rows, page_rows):
-        ingest_range(timed, lake, ref, _at(start), _at(end), outcome, now=now, **shared)
+        ingest_range(source, lake, ref, _at(start), _at(end), outcome, now=now, **shared)
     if buffered:
         shared["buffer"].flush()
     seconds = time.perf_counter() - t0
     client.close()
-    stored = sum(n for _k, n, _a, _b in tables.series_in(lake))
-    commits = tables.open_table(lake, tables.RAW).version() - version_before
-    return {"rows": outcome.inserted, "seconds": seconds, "rows_per_s": outcome.inserted / seconds,
-            "fetch_seconds": timed.fetch_seconds, "commit_seconds": seconds - timed.fetch_seconds,
-            "pages": outcome.pages, "requests": gateway.requests_made, "commits": commits, "stored_rows": stored}
+    return _ingest.coinline_run(lake, version, outcome, source, seconds, gateway.requests_made)
 
 
 def run(rows: int | None = None, repeats: int = 3, freqtrade: bool = True, quiet: bool = False) -> dict[str, Any]:
-    rows = rows or max(1000, int(round(DEFAULT_ROWS * scale())))
+    rows = _ingest.default_rows(rows)
     page_rows = KRAKEN_PAGE_ROWS
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    say = say_for(quiet)
     load_before = os.getloadavg()
-    t0 = time.perf_counter()
-    pages = make_kraken_pages(rows, page_rows)
-    say(f"[{NAME}] {rows:,} rows in {len(pages):,} Kraken OHLC pages of {page_rows} "
-        f"({sum(map(len, pages)) / 1e6:.0f} MB of JSON) built in {time.perf_counter() - t0:.1f}s")
+    pages = _ingest.build_pages(NAME, make_kraken_pages, rows, page_rows, "Kraken OHLC pages", say)
     buffered = buffer_supported()
-    variants = ["floor", "parse", "fetch", "coinline", *(["buffered"] if buffered else [])]
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-    tmp = Path(tempfile.mkdtemp(prefix="coinline-bench-kraken-"))
-    try:
-        warm_rows = min(rows, page_rows - 1)     # warm-up on one page: imports, deltalake init
-        run_coinline(pages[:1], page_rows, warm_rows, tmp / "warm-lake")
-        run_floor(pages[:1], tmp / "warm-floor", page=kraken_floor_page)
-        for _ in range(max(1, repeats)):         # interleaved so drift hits every variant alike
-            runs["floor"].append(run_floor(pages, tmp / "floor", page=kraken_floor_page))
-            runs["parse"].append(run_parse_only(pages))
-            runs["fetch"].append(run_fetch_only(pages, page_rows, rows))
-            runs["coinline"].append(run_coinline(pages, page_rows, rows, tmp / "lake"))
-            if buffered:
-                runs["buffered"].append(run_coinline(pages, page_rows, rows, tmp / "lake-buffered", buffered=True))
-        got = {v: median(r) for v, r in runs.items()}
-        say(f"[{NAME}] floor {got['floor']['rows_per_s']:,.0f} rows/s, coinline {got['coinline']['rows_per_s']:,.0f} rows/s")
-        if freqtrade:
-            from bench.ingest_throughput import run_freqtrade
-
-            ft = run_freqtrade(pages, tmp / "ft", repeats, say, fmt="kraken")
-        else:
-            ft = {"skipped": "--no-freqtrade"}
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    paths = {"parse": lambda tmp: run_parse_only(pages),
+             "fetch": lambda tmp: run_fetch_only(pages, page_rows, rows),
+             "coinline": lambda tmp: run_coinline(pages, page_rows, rows, tmp / "lake")}
+    if buffered:
+        paths["buffered"] = lambda tmp: run_coinline(pages, page_rows, rows, tmp / "lake-buffered", buffered=True)
+    warm_rows = min(rows, page_rows - 1)         # warm-up on one page: imports, deltalake init
+    got, ft = _ingest.measure(
+        NAME, pages, paths, floor_page=kraken_floor_page,
+        warm=lambda tmp: run_coinline(pages[:1], page_rows, warm_rows, tmp / "warm-lake"), repeats=repeats,
+        pick=median, freqtrade=freqtrade, fmt="kraken", say=say, prefix="coinline-bench-kraken-")
     for name, r in got.items():
         if name != "floor" and r["rows"] != rows:
             raise SystemExit(f"[{NAME}] {name} handled {r['rows']:,} rows, expected {rows:,}")
@@ -217,13 +187,7 @@ def run(rows: int | None = None, repeats: int = 3, freqtrade: bool = True, quiet
         "fetch_share": coin["fetch_seconds"] / coin["seconds"],
         "parse_share": got["parse"]["seconds"] / coin["seconds"],
     }
-    if "skipped" in ft:
-        x.update({"freqtrade/floor": None, "coinline/freqtrade": None, "buffered/freqtrade": None})
-    else:
-        ft_vs_floor = ratio(ft["parquet"]["rows_per_s"], ft["floor"]["rows_per_s"])
-        x.update({"freqtrade/floor": ft_vs_floor, "coinline/freqtrade": ratio(x["coinline/floor"], ft_vs_floor),
-                  "buffered/freqtrade": ratio(x["buffered/floor"], ft_vs_floor),
-                  "subprocess_floor/main_floor": ratio(ft["floor"]["rows_per_s"], floor)})
+    x.update(_ingest.freqtrade_ratios(ft, floor, {"coinline": x["coinline/floor"], "buffered": x["buffered/floor"]}))
     result: dict[str, Any] = {"benchmark": NAME, "rows": rows, "pages": len(pages), "page_rows": page_rows,
                               "repeats": repeats, **got, "freqtrade": ft, "ratios": x,
                               "load_average": {"before": list(load_before), "after": list(os.getloadavg())}}
@@ -285,16 +249,8 @@ def report(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rows", type=int, default=None, help=f"candles in all (default {DEFAULT_ROWS:,} x COINLINE_BENCH_SCALE)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs of each path; the median is kept (default 3)")
-    ap.add_argument("--no-freqtrade", action="store_true", help="skip the freqtrade subprocess")
-    ap.add_argument("--json", action="store_true", help="print the result as JSON as well")
-    args = ap.parse_args(argv)
-    result = run(rows=args.rows, repeats=args.repeats, freqtrade=not args.no_freqtrade)
-    if args.json:
-        print(json.dumps(result, indent=1, default=str))
-    return 0
+    ap = _ingest.ingest_arguments(__doc__, "median")
+    return run_main(ap, argv, lambda args: run(rows=args.rows, repeats=args.repeats, freqtrade=not args.no_freqtrade))
 
 
 if __name__ == "__main__":
