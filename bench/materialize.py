@@ -97,7 +97,8 @@ def run(days: int | None = None, repeats: int = 3, quiet: bool = False) -> dict[
                   "backfill_seconds": round(venue.backfill_seconds, 2), "cold_seconds": cold_s, "warm_seconds": warm_s,
                   **spread(one, "one_new", 3), **spread(full, "full", 3),
                   "identical": all(identical), "validate_one_new_s": validate_one_s,
-                  "validate_cold_s": validate_cold_s, "load_average_start": load_start, "load_average_end": load_average()}
+                  "validate_cold_s": validate_cold_s, "load_average_start": load_start,
+                  "load_average_end": load_average()}
     finally:
         if venue is not None:
             venue.close()
