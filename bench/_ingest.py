@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench._common import DEFAULT_ROWS, arguments, ratio, run_floor, scale
+from bench._common import DEFAULT_ROWS, arguments, fmt_ratio, ratio, run_floor, scale
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_VENV = ROOT / ".bench-venv"
@@ -136,6 +136,12 @@ def freqtrade_ratios(ft: dict[str, Any], floor_rows_per_s: float, against: dict[
             **{f"{k}/freqtrade": ratio(v, ft_vs_floor) for k, v in against.items()},
             **{f"freqtrade_{k}/floor": ratio(ft[k]["rows_per_s"], own_floor) for k in extra},
             "subprocess_floor/main_floor": ratio(own_floor, floor_rows_per_s)}
+
+
+def headline(x: dict[str, float | None]) -> str:
+    """The three ratios a summary line gives: coinline/floor, freqtrade/floor, coinline/freqtrade."""
+    return (f"coinline/floor {fmt_ratio(x['coinline/floor'])}, freqtrade/floor {fmt_ratio(x['freqtrade/floor'])}, "
+            f"coinline/freqtrade {fmt_ratio(x['coinline/freqtrade'])}")
 
 
 # ----------------------------------------------------------------------------------- freqtrade

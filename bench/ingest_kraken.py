@@ -198,9 +198,7 @@ def run(rows: int | None = None, repeats: int = 3, freqtrade: bool = True, quiet
 
 
 def summary_line(r: dict[str, Any]) -> str:
-    x = r["ratios"]
-    return (f"Kraken 720-row pages: coinline/floor {fmt_ratio(x['coinline/floor'])}, freqtrade/floor "
-            f"{fmt_ratio(x['freqtrade/floor'])}, coinline/freqtrade {fmt_ratio(x['coinline/freqtrade'])} (goal >= 1.2)")
+    return f"Kraken 720-row pages: {_ingest.headline(r['ratios'])} (goal >= 1.2)"
 
 
 def _line(label: str, v: dict[str, Any]) -> str:

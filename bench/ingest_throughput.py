@@ -136,9 +136,7 @@ def run(rows: int | None = None, repeats: int = 3, freqtrade: bool = True, quiet
 
 
 def summary_line(r: dict[str, Any]) -> str:
-    x = r["ratios"]
-    line = (f"coinline/floor {fmt_ratio(x['coinline/floor'])}, freqtrade/floor {fmt_ratio(x['freqtrade/floor'])}, "
-            f"coinline/freqtrade {fmt_ratio(x['coinline/freqtrade'])}")
+    line = _ingest.headline(r["ratios"])
     return f"{line}; {r['kraken']['summary']}" if "kraken" in r else line
 
 
