@@ -19,6 +19,7 @@ that fills the range closes the record.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +27,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
@@ -132,7 +134,7 @@ class _Walk:
     outcome: SeriesOutcome
     key: SeriesKey | None = None
     stack: ExitStack = field(default_factory=ExitStack)
-    finish: Callable[[], None] | None = None
+    finish: Callable[[Callable[[], pa.Table]], None] | None = None
 
 
 def backfill_series(source: CandleSource, lake: Lake, symbol: str, quote: str, interval: str, *, now: datetime,
@@ -202,11 +204,11 @@ def _walk_series(source: CandleSource, lake: Lake, symbol: str, quote: str, inte
                 missing.append(completeness.from_error(exc, start=walked[-1][1], end=stop))
         stored = [t for t in (first, last, *seen) if t is not None]
 
-        def finish() -> None:
+        def finish(raw_index: Callable[[], pa.Table]) -> None:
             check_complete(source, lake, ref, missing, walked, outcome, now=now, end=end,
                            action="sync" if tail_only else "backfill",
                            records=None if gap_records is None else gap_records.get(ref.key, []),
-                           bounds=(min(stored), max(stored)) if stored else None)
+                           bounds=(min(stored), max(stored)) if stored else None, raw_index=raw_index)
 
         walk.finish = finish
     except LeaseHeldError as exc:
@@ -229,6 +231,7 @@ def _settle(buffer: CommitBuffer, walks: list[_Walk]) -> None:
             buffer.flush()
         except CoinlineError:
             pass   # recorded per series in buffer.failed
+        raw_index = functools.cache(lambda: tables.file_index(buffer.lake, tables.RAW))  # read once, when needed
         for walk in walks:
             outcome = walk.outcome
             if walk.key in buffer.lost:
@@ -237,7 +240,7 @@ def _settle(buffer: CommitBuffer, walks: list[_Walk]) -> None:
                 outcome.status, outcome.message = "error", buffer.failed.pop(walk.key)
             elif walk.finish is not None:
                 try:
-                    walk.finish()
+                    walk.finish(raw_index)
                 except CoinlineError as exc:
                     outcome.status, outcome.message = "error", str(exc)
         walks.clear()
@@ -246,14 +249,17 @@ def _settle(buffer: CommitBuffer, walks: list[_Walk]) -> None:
 def check_complete(source: CandleSource, lake: Lake, ref: SeriesRef, missing: list[completeness.Missing],
                    walked: list[tuple[datetime, datetime]], outcome: SeriesOutcome, *, now: datetime,
                    end: datetime, action: str, records: list[dict] | None = None,
-                   bounds: tuple[datetime, datetime] | None = None) -> list[completeness.Missing]:
+                   bounds: tuple[datetime, datetime] | None = None,
+                   raw_index: Callable[[], pa.Table] | None = None) -> list[completeness.Missing]:
     """Compare the stored series with what the provider says exists (its optional `listed_candles`),
     add what incomplete pages left out (`missing`), record/close unexplained gaps, and mark the outcome
     `incomplete` with every missing range named when anything is missing. `bounds`: the first and last
-    stored open time when the caller knows them (a claim holding one needs no read)."""
+    stored open time when the caller knows them (a claim holding one needs no read); `raw_index`: see
+    `completeness.unmet_claims`."""
     listed = getattr(source, "listed_candles", None)
     claims = listed(ref) if listed is not None else []
-    unmet = completeness.unmet_claims(lake, ref, claims, end=end, provider=source.name, bounds=bounds)
+    unmet = completeness.unmet_claims(lake, ref, claims, end=end, provider=source.name, bounds=bounds,
+                                      raw_index=raw_index)
     found = completeness.reconcile(lake, ref.key, [*missing, *unmet], walked=walked, now=now, action=action,
                                    records=records)
     if found:
@@ -290,7 +296,7 @@ def backfill(source: CandleSource, lake: Lake, pairs: Iterable[tuple[str, str, s
         done = _walk_series(source, lake, symbol, quote, interval, now=now, bounds=bounds, tail_only=tail_only,
                             lookback=lookback, on_page=None, gap_records=gap_records, buffer=buffer)
         waiting.append(done)
-        if not tail_only or buffer.full() or not buffer.pages:   # (an empty buffer: the waiting are committed)
+        if not tail_only or buffer.full():   # a sync settles once per cycle: one commit, one index read
             _settle(buffer, waiting)
         return done.outcome
 

@@ -19,7 +19,7 @@ Every new and every closed record is one versioned Delta commit and a log line: 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -83,28 +83,34 @@ def from_error(exc: IncompletePageError, *, start: datetime, end: datetime) -> M
 
 
 def unmet_claims(lake: Lake, ref: SeriesRef, claims: Iterable[tuple[datetime, datetime]], *,
-                 end: datetime, provider: str, bounds: tuple[datetime, datetime] | None = None) -> list[Missing]:
+                 end: datetime, provider: str, bounds: tuple[datetime, datetime] | None = None,
+                 raw_index: Callable[[], pa.Table] | None = None) -> list[Missing]:
     """Each claimed range [lo, hi) closed by `end` that holds no stored candle, widened to its stored
     neighbours: from just after the last stored candle before it (or lo) to the first stored at or after
     hi (or `end`). `bounds` (first, last stored open time), when known, settle the usual claims (the
-    first and the last candle) without a read; other reads are pruned by the Delta log's statistics."""
+    first and the last candle) without a read; other reads are pruned by the Delta log's statistics.
+    `raw_index`: gives raw_candles' file index (`tables.file_index`) as of now, for callers that check
+    several series after one commit (one table open for all of them); each read opens the table when None."""
     key = ref.key
+    index = raw_index or (lambda: tables.file_index(lake, tables.RAW))
     step = timedelta(seconds=interval_seconds(key.interval))
     known = [to_utc(t) for t in bounds] if bounds else []
     out = []
     for lo, hi in sorted((to_utc(lo), to_utc(hi)) for lo, hi in claims):
-        if hi > end or any(lo <= t < hi for t in known) or _stored(lake, key, lo, hi, pc.min) is not None:
+        if hi > end or any(lo <= t < hi for t in known) or _stored(lake, key, lo, hi, pc.min, index()) is not None:
             continue
-        before, after = _stored(lake, key, None, lo, pc.max), _stored(lake, key, hi, None, pc.min)
+        before, after = _stored(lake, key, None, lo, pc.max, index()), _stored(lake, key, hi, None, pc.min, index())
         out.append(Missing(before + step if before is not None else lo, after if after is not None else end,
                            f"{provider} says a candle exists in [{lo.isoformat()}, {hi.isoformat()}) "
                            f"and the lake has none there"))
     return out
 
 
-def _stored(lake: Lake, key: SeriesKey, start: datetime | None, end: datetime | None, pick) -> datetime | None:
+def _stored(lake: Lake, key: SeriesKey, start: datetime | None, end: datetime | None, pick,
+            index: pa.Table) -> datetime | None:
     """The first (`pick=pc.min`) or last (`pc.max`) stored open time in [start, end), None when none."""
-    times = tables.read(lake, tables.RAW, series=key, start=start, end=end, columns=["open_time"])["open_time"]
+    times = tables.read(lake, tables.RAW, series=key, start=start, end=end, columns=["open_time"],
+                        index=index)["open_time"]
     value = pick(times).as_py() if len(times) else None
     return to_utc(value) if value is not None else None
 
