@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) -e '.[dev]'
 	@touch $(STAMP)
 
-.PHONY: help install run test test-all bench lint clean pipelines
+.PHONY: help install run test test-study test-all bench lint clean pipelines
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -24,7 +24,10 @@ run: $(STAMP) ## run the main job (offline replay venue unless HIST_MARKET_DATA_
 	$(BIN)/coinline run
 
 test: $(STAMP) ## run the test suite (S3 tests start a local SeaweedFS; e2e skipped without a cluster)
-	$(BIN)/pytest -q -m "not e2e"
+	$(BIN)/pytest -q -m "not e2e and not study"
+
+test-study: $(STAMP) ## the real-data studies and the remote-Ray step (minutes each; CI runs them after make test)
+	$(BIN)/pytest -q -m study
 
 test-all: $(STAMP) ## everything, including the kind e2e suite (needs kind/kubectl/docker)
 	$(BIN)/pytest -q

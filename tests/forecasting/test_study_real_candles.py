@@ -17,6 +17,7 @@ CONFIG = {"max_history_bars": 3000, "folds": {"n_folds": 2, "test_bars": 500, "m
           "sequence": {"epochs": 1, "max_train_samples": 500}, "tune": {"trials": 0}}
 
 
+@pytest.mark.study
 @pytest.mark.skipif(not OHLCV.is_dir(), reason="../shared/data/ohlcv not available")
 def test_train_until_then_score_the_frozen_set_forward(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -21,7 +21,7 @@ COINS = ("BTC", "ETH", "SOL", "XRP", "ADA")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@pytest.mark.slow
+@pytest.mark.study
 @pytest.mark.skipif(not OHLCV.is_dir(), reason="../shared/data/ohlcv not available")
 def test_full_topology_trains_on_five_real_coins(lake, capsys):
     for coin in COINS:

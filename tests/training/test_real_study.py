@@ -76,7 +76,7 @@ def study_table(metrics: dict, board_rows: dict[int, dict]) -> list[str]:
     return lines
 
 
-@pytest.mark.slow
+@pytest.mark.study
 @pytest.mark.skipif(not OHLCV.is_dir(), reason="../shared/data/ohlcv not available")
 def test_real_study_walk_forward_and_frozen_set(tmp_path, monkeypatch, capsys):
     t0 = time.perf_counter()
