@@ -13,11 +13,15 @@ of `--repeats`, each a full `sync` with nothing new, which makes no request):
 Reported: the ratios, raw_candles' active and stored data files and log entries before/after, and where a
 no-op sync's time goes (opening raw_candles).
 
+Cycles: `--cycles`, else COINLINE_BENCH_MAINTAIN_CYCLES (an exact count, not scaled; 10000 for the issue's
+goal), else 1000 x COINLINE_BENCH_SCALE (at least 20). The result and every report name the count run.
+
     python -m bench.maintain_cycles [--cycles N] [--maintain-every K] [--history-days D] [--repeats R] [--json]
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -41,6 +45,10 @@ from bench._common import (
 
 NAME = "maintain_cycles"
 GOAL = 1.2
+GOAL_CYCLES = 10_000         # the cycle count the goal is stated for
+GOAL_SERIES = 90             # the series count the files goal is stated for (this bench runs len(PAIRS))
+CYCLES_ENV = "COINLINE_BENCH_MAINTAIN_CYCLES"
+MIN_CYCLES = 20
 PAIRS = (("BTC", "USD", "1h"), ("ETH", "USD", "1h"), ("SOL", "USD", "1h"))
 
 
@@ -69,11 +77,27 @@ class _Lake(_replay.Venue):
                 "file_index_median_s": file_index_s}
 
 
+def default_cycles() -> int:
+    """COINLINE_BENCH_MAINTAIN_CYCLES when set (exact, not scaled), else 1000 x COINLINE_BENCH_SCALE; >= MIN_CYCLES."""
+    raw = os.environ.get(CYCLES_ENV, "").strip()
+    if not raw:
+        return scaled(1000, minimum=MIN_CYCLES)
+    try:
+        value = int(raw.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise SystemExit(f"{CYCLES_ENV}={raw!r} is not a whole number") from None
+    if value < MIN_CYCLES:
+        raise SystemExit(f"{CYCLES_ENV}={raw!r} must be at least {MIN_CYCLES}")
+    return value
+
+
 def run(cycles: int | None = None, maintain_every: int = 168, history_days: int = 60, repeats: int = 7,
         quiet: bool = False) -> dict[str, Any]:
     from coinline.lake.maintain import maintain
 
-    cycles = cycles or scaled(1000, minimum=20)
+    cycles = cycles or default_cycles()
+    if cycles < MIN_CYCLES:
+        raise ValueError(f"cycles={cycles} must be at least {MIN_CYCLES}")
     say = say_for(quiet)
     tmp = Path(tempfile.mkdtemp(prefix="coinline-bench-maintain-"))
     side = None
@@ -102,13 +126,22 @@ def run(cycles: int | None = None, maintain_every: int = 168, history_days: int 
         if side is not None:
             side.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    result = {"benchmark": NAME, "series": [" ".join(p) for p in PAIRS], "history_days": history_days,
-              "cycles": cycles, "maintain_every": maintain_every, "maintenance_runs": maintained,
+    result = {"benchmark": NAME, "series": [" ".join(p) for p in PAIRS], "series_count": len(PAIRS),
+              "history_days": history_days, "cycles": cycles, "goal_cycles": GOAL_CYCLES,
+              "maintain_every": maintain_every, "maintenance_runs": maintained,
               "repeats": repeats, "after_10": after10, "before_maintenance": before, "after_maintenance": after,
               "final_maintenance_changed": record["changed"], "second_maintenance_changed": again["changed"]}
     x = {"maintained / after 10": ratio(after["median_s"], after10["median_s"]),
          "before maintenance / after 10": ratio(before["median_s"], after10["median_s"])}
-    return conclude(result, x, f"maintained / after 10 <= {GOAL}", report, say)
+    return conclude(result, x, f"maintained / after 10 <= {GOAL} at {GOAL_CYCLES:,} cycles", report, say,
+                    summary=summary_line(result, x))
+
+
+def summary_line(r: dict[str, Any], x: dict[str, float | None]) -> str:
+    a = r["after_maintenance"]
+    return (f"no-op sync after {r['cycles']:,} cycles, maintained / after 10 {fmt_ratio(x['maintained / after 10'])} "
+            f"(goal <= {GOAL} at {GOAL_CYCLES:,} cycles); raw_candles after maintenance: {a['active_files']} active, "
+            f"{a['stored_files']} stored files ({r['series_count']} series)")
 
 
 def report(r: dict[str, Any]) -> str:
@@ -120,7 +153,8 @@ def report(r: dict[str, Any]) -> str:
                      f"{s['active_files']} active files, {s['stored_files']} stored, {s['log_entries']} log entries "
                      f"| file index {s['file_index_median_s'] * 1e3:.1f} ms")
     x = r["ratios"]
-    lines += [f"  maintained / after 10          {fmt_ratio(x['maintained / after 10'])}  (goal <= {GOAL})",
+    lines += [f"  maintained / after 10          {fmt_ratio(x['maintained / after 10'])}  (goal <= {GOAL} at "
+              f"{GOAL_CYCLES:,} cycles; this run: {r['cycles']:,})",
               f"  before maintenance / after 10  {fmt_ratio(x['before maintenance / after 10'])}",
               f"  a second maintenance changed something: {r['second_maintenance_changed']}"]
     return "\n".join(lines)
@@ -128,7 +162,9 @@ def report(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = arguments(__doc__)
-    ap.add_argument("--cycles", type=int, default=None, help="hourly sync cycles (default 1000 x COINLINE_BENCH_SCALE)")
+    ap.add_argument("--cycles", type=int, default=None,
+                    help=f"hourly sync cycles (default ${CYCLES_ENV}, else 1000 x COINLINE_BENCH_SCALE; "
+                         f"the goal is for {GOAL_CYCLES:,})")
     ap.add_argument("--maintain-every", type=int, default=168, help="cycles between maintenance runs (0: only at the end)")
     ap.add_argument("--history-days", type=int, default=60)
     ap.add_argument("--repeats", type=int, default=7)

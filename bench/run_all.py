@@ -3,8 +3,11 @@
 Every figure is a ratio against a reference measured in the same run (plus the absolute numbers);
 nothing is asserted: a missed goal is printed, never a failure. A benchmark that crashes is reported
 as an error and the others still run. COINLINE_BENCH_SCALE (default 1.0) shrinks every benchmark.
+After the per-benchmark table, the issue's goals (`bench._goals`) are judged from this run's results:
+met, missed or not measured, each with the size it was measured at; also under "goals" in latest.json.
+maintain_cycles runs `--maintain-cycles` cycles, else COINLINE_BENCH_MAINTAIN_CYCLES, else 1000 x scale.
 
-    python -m bench.run_all [--only NAME ...] [--skip NAME ...] [--no-freqtrade]
+    python -m bench.run_all [--only NAME ...] [--skip NAME ...] [--no-freqtrade] [--maintain-cycles N]
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    _goals,
     backfill_requests,
     backfill_rss,
     forecasting,
+    ingest_kraken,
     ingest_throughput,
+    maintain_cycles,
     materialize,
     random_walks,
     real_study,
@@ -32,13 +38,14 @@ from bench import (
     sync_noop,
     training,
 )
-from bench._common import fmt_ratio, scale
+from bench._common import MAX_PAGE_ROWS, fmt_ratio, scale
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS = {
     "ingest_throughput": lambda opts: ingest_throughput.run(freqtrade=not opts.no_freqtrade),
     "backfill_requests": lambda opts: backfill_requests.run(),
     "sync_noop": lambda opts: sync_noop.run(),
+    "maintain_cycles": lambda opts: maintain_cycles.run(cycles=opts.maintain_cycles),
     "materialize": lambda opts: materialize.run(),
     "backfill_rss": lambda opts: backfill_rss.run(),
     "training": lambda opts: training.run(),
@@ -63,7 +70,8 @@ def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         else:
             out += [(name, "freqtrade / its floor (rows/s)", f"{ft['parquet']['rows_per_s']:,.0f}",
                      f"{ft['floor']['rows_per_s']:,.0f}", fmt_ratio(x["freqtrade/floor"])),
-                    (name, "coinline / freqtrade (floor-relative)", fmt_ratio(x["coinline/floor"]),
+                    (name, f"coinline / freqtrade (floor-relative; goal >= {ingest_throughput.GOAL} at "
+                           f"{MAX_PAGE_ROWS:,}-row pages, here {r['page_rows']:,})", fmt_ratio(x["coinline/floor"]),
                      fmt_ratio(x["freqtrade/floor"]), fmt_ratio(x["coinline/freqtrade"]))]
         if "kraken" in r:
             k, kx = r["kraken"], r["kraken"]["ratios"]
@@ -71,22 +79,40 @@ def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                      f"{k['floor']['rows_per_s']:,.0f}", fmt_ratio(kx["coinline/floor"])),
                     (name, "  parse only / floor", f"{k['parse']['rows_per_s']:,.0f}", f"{k['floor']['rows_per_s']:,.0f}",
                      fmt_ratio(kx["parse_only/floor"])),
-                    (name, "  coinline / freqtrade, floor-relative (goal >= 1.2)", fmt_ratio(kx["coinline/floor"]),
+                    (name, f"  coinline / freqtrade, floor-relative (goal >= {ingest_kraken.GOAL})",
+                     fmt_ratio(kx["coinline/floor"]),
                      fmt_ratio(kx["freqtrade/floor"]), fmt_ratio(kx["coinline/freqtrade"]))]
         return out
     if name == "backfill_requests":
-        return [(name, "history requests / minimum (goal <= 1.05)", str(r["history_requests"]),
+        return [(name, f"history requests / minimum (goal <= {backfill_requests.GOAL})", str(r["history_requests"]),
                  str(r["minimum_requests"]), fmt_ratio(x["requests/minimum"])),
                 (name, "rerun, same clock: history requests", str(r["rerun_history_requests"]), "0", "")]
     if name == "sync_noop":
         lg, sh = r["long"], r["short"]
-        return [(name, f"no-op sync {lg['history_days']}d / {sh['history_days']}d (goal <= 1.2)",
+        return [(name, f"no-op sync {lg['history_days']}d / {sh['history_days']}d (goal <= {sync_noop.GOAL})",
                  f"{lg['noop_median_s'] * 1e3:.1f} ms", f"{sh['noop_median_s'] * 1e3:.1f} ms",
                  fmt_ratio(x["noop long/short"])),
-                (name, "one-new-candle sync (goal <= 1.2)", f"{lg['one_new_median_s'] * 1e3:.1f} ms",
+                (name, f"one-new-candle sync (goal <= {sync_noop.GOAL})", f"{lg['one_new_median_s'] * 1e3:.1f} ms",
                  f"{sh['one_new_median_s'] * 1e3:.1f} ms", fmt_ratio(x["one-new long/short"]))]
+    if name == "maintain_cycles":
+        ten, pre, post = r["after_10"], r["before_maintenance"], r["after_maintenance"]
+        series = r.get("series_count", len(r["series"]))
+
+        def ms(s: dict[str, Any]) -> str:
+            return f"{s['median_s'] * 1e3:.1f} ms"
+
+        def files(s: dict[str, Any]) -> str:
+            return f"{s['active_files']:,} / {s['stored_files']:,}"
+
+        return [(name, f"no-op sync after {r['cycles']:,} cycles, maintained / after 10 (goal <= {maintain_cycles.GOAL} "
+                       f"at {maintain_cycles.GOAL_CYCLES:,})", ms(post), ms(ten), fmt_ratio(x["maintained / after 10"])),
+                (name, "  before the final maintenance / after 10", ms(pre), ms(ten),
+                 fmt_ratio(x["before maintenance / after 10"])),
+                (name, f"  raw_candles files active / stored, after maintenance ({series} series; ref: after 10)",
+                 files(post), files(ten), ""),
+                (name, "  raw_candles files active / stored, before maintenance", files(pre), files(ten), "")]
     if name == "materialize":
-        return [(name, f"one new candle per series / full build, {r['rows']:,} rows (goal <= 0.1)",
+        return [(name, f"one new candle per series / full build, {r['rows']:,} rows (goal <= {materialize.GOAL})",
                  f"{r['one_new_median_s']:.2f} s", f"{r['full_median_s']:.2f} s", fmt_ratio(x["one-new/full"])),
                 (name, "  nothing new / full build", f"{r['warm_seconds']:.2f} s", f"{r['full_median_s']:.2f} s",
                  fmt_ratio(x["warm/full"])),
@@ -95,9 +121,10 @@ def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                  f"{r['validate_cold_s']:.2f} s", fmt_ratio(x["validate one-new/cold"])),
                 (name, "  load average start / end", r["load_average_start"], r["load_average_end"], "")]
     if name == "backfill_rss":
-        return [(name, f"peak RSS, {r['rows']:,}-row backfill (goal < 1 GB)", f"{r['peak_rss_bytes'] / 1e6:,.0f} MB",
+        goal_mb = f"{backfill_rss.GOAL_BYTES / 1e6:,.0f} MB"
+        return [(name, f"peak RSS, {r['rows']:,}-row backfill (goal < {goal_mb})", f"{r['peak_rss_bytes'] / 1e6:,.0f} MB",
                  f"{r['baseline_peak_rss_bytes'] / 1e6:,.0f} MB", fmt_ratio(x["peak/baseline"])),
-                (name, "peak RSS / 1 GB goal", f"{r['peak_rss_bytes'] / 1e6:,.0f} MB", "1,000 MB",
+                (name, "peak RSS / goal", f"{r['peak_rss_bytes'] / 1e6:,.0f} MB", goal_mb,
                  fmt_ratio(x["peak/goal"]))]
     if name == "training":
         out = []
@@ -193,17 +220,23 @@ def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     return [(name, "?", "", "", "")]
 
 
+def grid(rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> str:
+    """Aligned columns (the first row a header, underlined); the columns in `right` right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append("  ".join(cell.rjust(w) if j in right else cell.ljust(w)
+                               for j, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def table(results: dict[str, dict[str, Any]]) -> str:
     rows = [("benchmark", "figure", "measured", "reference", "ratio")]
     for name, r in results.items():
         rows += _rows(name, r)
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = []
-    for i, row in enumerate(rows):
-        lines.append("  ".join(cell.rjust(w) if j >= 2 else cell.ljust(w) for j, (cell, w) in enumerate(zip(row, widths, strict=True))))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return grid(rows, right=(2, 3, 4))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run just these")
     ap.add_argument("--skip", nargs="+", choices=list(BENCHMARKS), default=[], help="leave these out")
     ap.add_argument("--no-freqtrade", action="store_true", help="skip the freqtrade subprocess of ingest_throughput")
+    ap.add_argument("--maintain-cycles", type=int, default=None, metavar="N",
+                    help=f"hourly sync cycles of maintain_cycles (default ${maintain_cycles.CYCLES_ENV}, else 1000 x "
+                         f"COINLINE_BENCH_SCALE; the goal is for {maintain_cycles.GOAL_CYCLES:,})")
     ap.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     opts = ap.parse_args(argv)
     names = [n for n in (opts.only or BENCHMARKS) if n not in opts.skip]
@@ -237,9 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n=== summary (ratios against the reference measured in the same run; goals reported, not asserted; "
           f"{total:.0f} s in all)")
     print(table(results))
+    goals = _goals.judge(results)
+    print("\n=== goals (judged from this run, at the sizes it ran; nothing asserted)")
+    print(grid(_goals.rows(goals)))
     doc = {"started_at": started.isoformat(), "total_seconds": round(total, 2), "scale": scale(),
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-           "results": results}
+           "goals": goals, "results": results}
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     opts.out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     print(f"\nwrote {opts.out.relative_to(Path.cwd()) if opts.out.is_relative_to(Path.cwd()) else opts.out}")
