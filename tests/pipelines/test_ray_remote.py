@@ -33,6 +33,8 @@ from components.training.specialists.component import train_specialists
 from tests.pipelines.conftest import init_local
 from tests.training.conftest import fast_config, random_walk_dataset
 
+pytestmark = pytest.mark.study   # a Ray head of its own and three runs of the step: `make test-study`
+
 HEAD = textwrap.dedent("""
     import json, os, socket, subprocess, sys, time
     tmp, gcs_port, client_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
