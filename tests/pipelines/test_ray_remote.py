@@ -83,7 +83,7 @@ class RayHead:
 
     def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_worker_niceness": "0"}  # as coinline's own Ray
         env.pop("RAY_ADDRESS", None)
         gcs_port, client_port = free_port(), free_port()
         self.proc = subprocess.Popen([sys.executable, "-c", HEAD, self.tmp, str(gcs_port), str(client_port)],

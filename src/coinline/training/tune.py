@@ -30,6 +30,7 @@ import numpy as np
 
 from coinline.models.base import derive_seed
 from coinline.models.trees import SEARCH_SPACES, TREE_FAMILIES, make_tree_model
+from coinline.training.executor import start_local_ray
 
 METRIC = "val_log_loss"
 
@@ -132,8 +133,7 @@ def ensure_ray(num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(num_cpus=num_cpus, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+        start_local_ray(num_cpus)
     return True
 
 
