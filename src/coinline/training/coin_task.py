@@ -67,9 +67,6 @@ class CoinResult:
     # {"base_rate", "momentum" ({"-1", "0", "1"} -> P(up)), "risk_scale" (mean |ret| / (vol sqrt h)), "rows",
     #  "risk_head" (LogHARModel.to_dict(), or None with "risk_head_error")}
     serving: dict[int, dict[str, Any]] = field(default_factory=dict)
-    # primary horizon, per fold: the fold models' P(up) on the fold's calibration slice, its labels and row
-    # times (the stacking warm-up of a fold without realized earlier-fold history)
-    calib_predictions: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def served_p(self, h: int, primary_horizon: int) -> np.ndarray | None:
         """OOS P(up) of the combiner served at horizon h (row order `oos_rows[h]`): the stacked ensemble at
@@ -142,10 +139,6 @@ def train_specialists(frame: CoinFrame, cfg: TrainConfig, tuned: dict[str, dict]
                 model.fit(frame.F, targets, train_idx=tr, calib_idx=ca,
                           seed=derive_seed(cfg.seed, frame.symbol, fam, fold.index, h))
                 preds[fam].append(model.predict_proba(frame.F, te))
-                if h == cfg.primary_horizon:
-                    slot = result.calib_predictions.setdefault(
-                        fold.index, {"y": targets["dir"][ca], "t": frame.times[ca], "p": {}})
-                    slot["p"][fam] = model.predict_proba(frame.F, ca)
                 for name, values in model.predict_extra(frame.F, te).items():
                     extras[fam].setdefault(name, []).append(values)
                 blob = model.to_bytes()
