@@ -18,6 +18,7 @@ Every new and every closed record is one versioned Delta commit and a log line: 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -90,9 +91,9 @@ def unmet_claims(lake: Lake, ref: SeriesRef, claims: Iterable[tuple[datetime, da
     hi (or `end`). `bounds` (first, last stored open time), when known, settle the usual claims (the
     first and the last candle) without a read; other reads are pruned by the Delta log's statistics.
     `raw_index`: gives raw_candles' file index (`tables.file_index`) as of now, for callers that check
-    several series after one commit (one table open for all of them); each read opens the table when None."""
+    several series after one commit (one table open for all of them); read once for this series when None."""
     key = ref.key
-    index = raw_index or (lambda: tables.file_index(lake, tables.RAW))
+    index = raw_index or functools.cache(lambda: tables.file_index(lake, tables.RAW))
     step = timedelta(seconds=interval_seconds(key.interval))
     known = [to_utc(t) for t in bounds] if bounds else []
     out = []
