@@ -9,16 +9,15 @@ slice). All trials fit with one seed, `derive_seed(seed, family, "tune-fit")`, s
 parameters. Every fit is single-threaded and seeded, so scores, and hence the winner (lowest score, ties
 broken by trial index), are identical across runs and worker counts.
 
-Ray: an already initialized Ray is used as is. Otherwise `RAY_ADDRESS` (when set) names the cluster to
-join; without it a local Ray is started (`num_cpus`, no dashboard, token auth off via
-`RAY_AUTH_MODE=disabled` unless set). Tune's result files go to a temporary directory removed afterwards.
+Ray: as every per-coin fan-out gets it (`training.executor.ensure_ray`): an already initialized Ray is used
+as is, else the cluster `RAY_ADDRESS` names, else a local Ray over `num_cpus` (default: the CPUs this
+process may use). Tune's result files go to a temporary directory removed afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import numpy as np
 
 from coinline.models.base import derive_seed
 from coinline.models.trees import SEARCH_SPACES, TREE_FAMILIES, make_tree_model
-from coinline.training.executor import start_local_ray
+from coinline.training.executor import ensure_ray
 
 METRIC = "val_log_loss"
 
@@ -121,20 +120,6 @@ def _trial(config: dict[str, Any], *, F: np.ndarray, targets: Mapping[str, np.nd
     score = score_candidate(family, candidates[i], F, targets, fit_idx=fit_idx, inner_calib_idx=inner_calib_idx,
                             val_idx=val_idx, seed=fit_seed)
     tune.report({METRIC: score, "trial_index": i})
-
-
-def ensure_ray(num_cpus: int | None = None) -> bool:
-    """Initialize Ray unless it already is; returns True when this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    else:
-        start_local_ray(num_cpus)
-    return True
 
 
 def tune_family(family: str, F: np.ndarray, targets: Mapping[str, np.ndarray], *, train_idx: np.ndarray,
