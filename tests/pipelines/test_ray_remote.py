@@ -121,6 +121,11 @@ class RayHead:
         self.proc.wait(timeout=30)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def client_server_logs(self) -> str:
+        """The tails of the head's Ray Client server logs (the proxier's and each driver's own server's)."""
+        logs = sorted(Path(self.tmp).glob("session_latest/logs/ray_client_server*"))
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in logs) or "no logs"
+
 
 @pytest.fixture(scope="module")
 def ray_head():
@@ -170,7 +175,11 @@ def _run_step(head, prepared_run, root: Path, address: str, capfd) -> tuple[dict
     before = head.jobs()
     capfd.readouterr()  # only this run's log
     root = init_local(root)
-    specialists_on_ray(object_store_url=lake.root, prepared_uri=str(artifact), ray_address=address, workers=2)
+    try:
+        specialists_on_ray(object_store_url=lake.root, prepared_uri=str(artifact), ray_address=address, workers=2)
+    except RuntimeError as exc:  # the step failed: say what the head saw
+        out = capfd.readouterr()
+        raise AssertionError(f"{exc}\n{(out.out + out.err)[-4000:]}\n{head.client_server_logs()}") from exc
     log = capfd.readouterr()
     new = [j for j in head.jobs() if j not in before]
     return _specialists(root), lake.read_bytes(f"work/{run_id}/specialists.pkl"), log.out + log.err, new

@@ -49,13 +49,39 @@ def ensure_ray(workers: int | None = None) -> str:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if address:
         log.info("Ray: connecting to the cluster at %s", address)
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        connect(address)
         log.info("Ray: connected to %s (%s CPUs in the cluster)", address, ray.cluster_resources().get("CPU", 0))
     else:
         cpus = workers or available_cpus()
         start_local_ray(cpus)
         log.info("Ray: started in this process over %d CPUs (no RAY_ADDRESS)", cpus)
     return address
+
+
+RAY_CLIENT_ATTEMPTS = 3
+
+
+def connect(address: str, attempts: int = RAY_CLIENT_ATTEMPTS, pause_s: float = 2.0) -> None:
+    """`ray.init(address=...)`. Through Ray Client (`ray://`), a refused start of this client's server on
+    the head is tried again, up to `attempts` times in all, each retry logged: the head forks that server
+    from its multithreaded gRPC proxier and the child can die at birth (ray-project/ray#63202, about 7% of
+    connections; seen here as `ConnectionAbortedError: Initialization failure from server`). Anything else,
+    and the last refusal, is raised as it came: a head that does not answer is a broken deployment."""
+    import time
+
+    import ray
+
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+            return
+        except ConnectionAbortedError as exc:
+            if not address.startswith("ray://") or attempt == attempts:
+                raise
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("Ray: the head at %s did not start a client server for this driver (%s; attempt %d of %d,"
+                        " ray-project/ray#63202); trying again", address, first_line, attempt, attempts)
+            time.sleep(pause_s * attempt)
 
 
 def start_local_ray(num_cpus: int | None) -> None:
