@@ -58,10 +58,18 @@ def _freqtrade_ratio(r: dict[str, Any], size: str, note: str, goal: float) -> Fi
 
 
 def _kraken(r: dict[str, Any]) -> Figure:
+    """coinline's parser + writer (shared commit buffer, as sync and backfill) over freqtrade's download shape."""
     k = r.get("kraken")
     if k is None:
         return Figure("n/a", None, None, "run without the Kraken case (--no-kraken)")
-    return _freqtrade_ratio(k, f"{k['rows']:,} rows", _smaller((k["rows"], DEFAULT_ROWS, "rows")), ingest_kraken.GOAL)
+    note = _smaller((k["rows"], DEFAULT_ROWS, "rows"))
+    x = k["ratios"].get("written/freqtrade_download")
+    if x is None:
+        why = k.get("freqtrade", {}).get("skipped", "no freqtrade download-shape figure")
+        return Figure("n/a", None, None, _notes(f"freqtrade skipped: {why}", note))
+    per_page = k["ratios"].get("coinline/freqtrade")
+    return Figure(f"{x:.3f} ({k['rows']:,} rows; parser+writer vs freqtrade download)", x, x >= ingest_kraken.GOAL,
+                  _notes(note, f"commit per page with HTTP vs freqtrade per page: {per_page:.3f}" if per_page else ""))
 
 
 def _coinapi(r: dict[str, Any]) -> Figure:

@@ -56,6 +56,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
+from coinline import jsonbody
 from coinline.errors import ConfigError, ImportFormatError
 from coinline.providers.base import SeriesKey, candle_table
 from coinline.providers.files_csv import (
@@ -216,7 +217,7 @@ def _freqtrade_json(path: Path, step_s: int, *, gzipped: bool) -> ParsedRows:
         data = path.read_bytes()
         if gzipped:
             data = gzip.decompress(data)
-        rows = json.loads(data)
+        rows = jsonbody.loads(data)
     except json.JSONDecodeError as exc:
         raise ImportFormatError(f"{path}: not freqtrade {what}: line {exc.lineno} column {exc.colno}: "
                                 f"{exc.msg}") from None

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from coinline import jsonbody
 from coinline.errors import (
     BadDataError,
     DamagedAnswerError,
@@ -215,7 +216,7 @@ class Gateway:
         if not head:
             raise DamagedAnswerError("empty response body", **ctx)
         try:
-            return json.loads(content), response
+            return jsonbody.loads(content), response
         except json.JSONDecodeError as exc:
             raise DamagedAnswerError(f"malformed JSON ({exc.msg} at char {exc.pos} of {len(content)})", **ctx) from None
         except (ValueError, RecursionError) as exc:  # e.g. an integer over 4300 digits, absurd nesting
