@@ -240,6 +240,34 @@ def spread(seconds: list[float], name: str = "", digits: int = 4) -> dict[str, A
     return {f"{prefix}median_s": statistics.median(seconds), f"{prefix}runs_s": [round(x, digits) for x in seconds]}
 
 
+def profiled(fn: Callable[[], Any], parts: dict[str, tuple[str, str]]) -> tuple[Any, dict[str, float]]:
+    """fn() under cProfile: what it returned, and {label: cumulative seconds} of the functions `parts` names
+    as (file path suffix, function name), plus "total". A function that calls itself counts once (cProfile's
+    cumulative time); parts may nest (the shares of a shortfall's profile, not a partition of the total)."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    t0 = time.perf_counter()
+    try:
+        out = fn()
+    finally:
+        total = time.perf_counter() - t0
+        prof.disable()
+    stats = pstats.Stats(prof).stats  # {(file, line, name): (calls, primitive calls, own s, cumulative s, callers)}
+    seconds = {label: sum(v[3] for (f, _line, name), v in stats.items() if f.endswith(suffix) and name == func)
+               for label, (suffix, func) in parts.items()}
+    return out, {**seconds, "total": total}
+
+
+def shares(seconds: dict[str, float]) -> str:
+    """"label 12% (0.34 s), ..." of a `profiled` result, largest first, over its total."""
+    total = seconds["total"] or 1.0
+    ranked = sorted(((k, v) for k, v in seconds.items() if k != "total"), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {v / total:.0%} ({v:.2f} s)" for k, v in ranked)
+
+
 def load_average() -> str:
     """The 1, 5 and 15 minute load averages, as printed next to figures a busy machine may have skewed."""
     return " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -131,6 +131,16 @@ def run(rows: int | None = None, repeats: int = 3, freqtrade: bool = True, quiet
 
         say(f"[{NAME}] the same {rows:,} rows as Kraken OHLC pages of 720 (bench.ingest_kraken) ...")
         result["kraken"] = ingest_kraken.run(rows=rows, repeats=repeats, freqtrade=freqtrade, quiet=True)
+    shortfall = dict(result.get("kraken", {}).get("shortfall", {}))
+    x = result["ratios"].get("coinline/freqtrade")
+    if x is not None and x < GOAL:
+        shortfall["ingest_coinapi_vs_freqtrade"] = (
+            f"coinline's path took {coin['seconds']:.2f} s: fetch (HTTP, JSON decode, parse) {coin['fetch_seconds']:.2f} s "
+            f"({coin['fetch_seconds'] / coin['seconds']:.0%}), commit {coin['commit_seconds']:.2f} s "
+            f"({coin['commit_seconds'] / coin['seconds']:.0%}); coinline/floor {fmt_ratio(coin_vs_floor)} against "
+            f"freqtrade/floor {fmt_ratio(result['ratios'].get('freqtrade/floor'))}")
+    if shortfall:
+        result["shortfall"] = shortfall
     result["summary"] = summary_line(result)
     if not quiet:
         print(report(result), flush=True)

@@ -79,9 +79,12 @@ def _rows(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                      f"{k['floor']['rows_per_s']:,.0f}", fmt_ratio(kx["coinline/floor"])),
                     (name, "  parse only / floor", f"{k['parse']['rows_per_s']:,.0f}", f"{k['floor']['rows_per_s']:,.0f}",
                      fmt_ratio(kx["parse_only/floor"])),
-                    (name, f"  coinline / freqtrade, floor-relative (goal >= {ingest_kraken.GOAL})",
-                     fmt_ratio(kx["coinline/floor"]),
+                    (name, "  coinline / freqtrade per page, floor-relative", fmt_ratio(kx["coinline/floor"]),
                      fmt_ratio(kx["freqtrade/floor"]), fmt_ratio(kx["coinline/freqtrade"]))]
+            if kx.get("written/freqtrade_download") is not None:
+                out.append((name, f"  parser+writer / freqtrade download, floor-relative (goal >= {ingest_kraken.GOAL})",
+                            fmt_ratio(kx["written/floor"]), fmt_ratio(kx["freqtrade_download/floor"]),
+                            fmt_ratio(kx["written/freqtrade_download"])))
         return out
     if name == "backfill_requests":
         return [(name, f"history requests / minimum (goal <= {backfill_requests.GOAL})", str(r["history_requests"]),
