@@ -49,10 +49,11 @@ def _notes(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def _freqtrade_ratio(r: dict[str, Any], size: str, note: str, goal: float) -> Figure:
-    x = r["ratios"].get("coinline/freqtrade")
+def _freqtrade_ratio(r: dict[str, Any], size: str, note: str, goal: float, key: str = "coinline/freqtrade") -> Figure:
+    """The goal's ratio `key` of an ingest result, or "not measured" with why (freqtrade skipped)."""
+    x = r["ratios"].get(key)
     if x is None:
-        why = r.get("freqtrade", {}).get("skipped", "no freqtrade figure")
+        why = r.get("freqtrade", {}).get("skipped", f"no {key} figure")
         return Figure("n/a", None, None, _notes(f"freqtrade skipped: {why}", note))
     return Figure(f"{x:.3f} ({size})", x, x >= goal, note)
 
@@ -62,14 +63,11 @@ def _kraken(r: dict[str, Any]) -> Figure:
     k = r.get("kraken")
     if k is None:
         return Figure("n/a", None, None, "run without the Kraken case (--no-kraken)")
-    note = _smaller((k["rows"], DEFAULT_ROWS, "rows"))
-    x = k["ratios"].get("written/freqtrade_download")
-    if x is None:
-        why = k.get("freqtrade", {}).get("skipped", "no freqtrade download-shape figure")
-        return Figure("n/a", None, None, _notes(f"freqtrade skipped: {why}", note))
     per_page = k["ratios"].get("coinline/freqtrade")
-    return Figure(f"{x:.3f} ({k['rows']:,} rows; parser+writer vs freqtrade download)", x, x >= ingest_kraken.GOAL,
-                  _notes(note, f"commit per page with HTTP vs freqtrade per page: {per_page:.3f}" if per_page else ""))
+    note = _notes(_smaller((k["rows"], DEFAULT_ROWS, "rows")),
+                  f"commit per page with HTTP vs freqtrade per page: {per_page:.3f}" if per_page else "")
+    return _freqtrade_ratio(k, f"{k['rows']:,} rows; parser+writer vs freqtrade download", note, ingest_kraken.GOAL,
+                            key="written/freqtrade_download")
 
 
 def _coinapi(r: dict[str, Any]) -> Figure:

@@ -7,8 +7,8 @@ still-open one, values as strings, like every page `sync` and a Kraken backfill 
 Measured over the same pages, interleaved, `repeats` times; the MEDIAN run of each is reported:
 - floor: stdlib json.loads + a pyarrow table of the closed rows (strings cast by Arrow) + one
   `pyarrow.parquet.write_table` per page (`bench._common.kraken_floor_page`);
-- parse only: json.loads + coinline's Kraken parse (`unwrap`, `single_series`, `parse_ohlc_rows`,
-  `candle_table` of the closed rows) per page, no HTTP, no commit: the parser's own cost;
+- parse only: the provider body decode (`coinline.jsonbody`, as the Gateway decodes) and the adapter's
+  `parse_ohlc_result` (the candle table of the closed rows) per page, no HTTP, no commit: the parser's own cost;
 - fetch only: `KrakenOHLCSource.fetch` per page over an `httpx.MockTransport` (Gateway, HTTP client,
   JSON, parse, completeness check against `last`), no commit;
 - coinline: the same fetch, then `ingest_range` commits the page into a fresh local lake (one call per
@@ -100,21 +100,28 @@ def _now(rows: int) -> datetime:
     return _at(START_S + STEP_S * rows) + timedelta(hours=1)
 
 
-def run_parse_only(pages: list[bytes]) -> dict[str, Any]:
-    """json.loads + coinline's Kraken parse and candle table per page: what the parser itself costs."""
-    from coinline.providers.base import SeriesKey, candle_table
-    from coinline.providers.kraken import parse_ohlc_rows, single_series, unwrap
+KEY = ("kraken", "KRAKEN", "BTC", "USD", "1m")
 
-    key = SeriesKey("kraken", "KRAKEN", "BTC", "USD", "1m")
-    ctx = {"provider": "kraken", "series": key.label(), "request": "bench"}
+
+def _parse_page(body: bytes, key):
+    """One page as the adapter parses it, without HTTP: the provider body decode (`coinline.jsonbody`),
+    Kraken's envelope, and `parse_ohlc_result` (the candle table of the closed rows)."""
+    from coinline import jsonbody
+    from coinline.providers.kraken import parse_ohlc_result, unwrap
+
+    result = unwrap(jsonbody.loads(body), provider="kraken", series=key.label(), request="bench")
+    return parse_ohlc_result(result, key, provider="kraken", request="bench")[2]
+
+
+def run_parse_only(pages: list[bytes]) -> dict[str, Any]:
+    """`_parse_page` per page: what the decode and the parser themselves cost."""
+    from coinline.providers.base import SeriesKey
+
+    key = SeriesKey(*KEY)
     rows = 0
     t0 = time.perf_counter()
     for body in pages:
-        _pair, page = single_series(unwrap(json.loads(body), **ctx), **ctx)
-        arrays = parse_ohlc_rows(page, key, provider="kraken", request="bench")
-        closed = slice(0, len(page) - 1)
-        rows += candle_table(key, arrays["time"][closed] * 1000, *(arrays[c][closed] for c in (
-            "open", "high", "low", "close", "volume")), arrays["count"][closed], where="bench").num_rows
+        rows += _parse_page(body, key).num_rows
     seconds = time.perf_counter() - t0
     return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
 
@@ -133,35 +140,25 @@ def run_fetch_only(pages: list[bytes], page_rows: int, rows: int) -> dict[str, A
 
 def run_parse_write(pages: list[bytes], workdir: Path, rows: int) -> dict[str, Any]:
     """coinline's own parser and writer, no HTTP (the issue's "through coinline's own parser and writer"; the
-    freqtrade side has no HTTP either): per page the provider body decode (`coinline.jsonbody`) and the
-    Kraken parse of `run_parse_only`, the closed candles into one `CommitBuffer` as a sync cycle or a
-    backfill walk feeds it (page manifests, dedupe against the stored series, versions), flushed when full
-    and at the end, into a fresh lake."""
-    from coinline import jsonbody
+    freqtrade side has no HTTP either): `_parse_page` per page, the closed candles into one `CommitBuffer` as
+    a sync cycle or a backfill walk feeds it (page manifests, dedupe against the stored series, versions),
+    flushed when full and at the end, into a fresh lake."""
     from coinline.ingest.writer import CommitBuffer
-    from coinline.providers.base import SeriesKey, candle_table
-    from coinline.providers.kraken import parse_ohlc_rows, single_series, unwrap
+    from coinline.lake import tables
+    from coinline.providers.base import SeriesKey
 
     lake, version = _ingest.fresh_raw(workdir)
-    key = SeriesKey("kraken", "KRAKEN", "BTC", "USD", "1m")
-    ctx = {"provider": "kraken", "series": key.label(), "request": "bench"}
+    key = SeriesKey(*KEY)
     now = _now(rows)
     buffer = CommitBuffer(lake)
     inserted = 0
     t0 = time.perf_counter()
     for i, body in enumerate(pages):
-        _pair, page = single_series(unwrap(jsonbody.loads(body), **ctx), **ctx)
-        arrays = parse_ohlc_rows(page, key, provider="kraken", request="bench")
-        closed = slice(0, len(page) - 1)
-        candles = candle_table(key, arrays["time"][closed] * 1000, *(arrays[c][closed] for c in (
-            "open", "high", "low", "close", "volume")), arrays["count"][closed], where="bench")
-        buffer.add(candles, key=key, request={"page": i}, now=now)
+        buffer.add(_parse_page(body, key), key=key, request={"page": i}, now=now)
         if buffer.full():
             inserted += sum(r.inserted for r in buffer.flush())
     inserted += sum(r.inserted for r in buffer.flush())
     seconds = time.perf_counter() - t0
-    from coinline.lake import tables
-
     return {"rows": inserted, "seconds": seconds, "rows_per_s": inserted / seconds,
             "commits": tables.open_table(lake, tables.RAW).version() - version}
 
@@ -275,7 +272,7 @@ def report(r: dict[str, Any]) -> str:
         f"{load['after'][0]:.2f} after)",
         "  main process (coinline venv):",
         _line("floor     json + pa.table + pq.write_table", r["floor"]),
-        _line("parse     json + coinline's Kraken parse", r["parse"]),
+        _line("parse     coinline's decode + Kraken parse", r["parse"]),
         _line("fetch     KrakenOHLCSource.fetch (MockTransport)", r["fetch"]),
         _line("coinline  fetch + ingest_range, commit per page", c),
         f"              of which fetch+parse {c['fetch_seconds']:.2f} s, commit {c['commit_seconds']:.2f} s; "
