@@ -92,6 +92,11 @@ class ImportFormatError(CoinlineError):
     """A file given to `coinline import` cannot be read in the stated format (names file and line)."""
 
 
+class VersionGoneError(CoinlineError):
+    """A table version was asked for that `coinline maintain` cleaned out of the Delta log (it keeps the newest
+    state and every version a dataset pins)."""
+
+
 class DamagedTableError(CoinlineError):
     """A lake table's Delta log or data files are damaged (names the table and object); `coinline doctor`
     explains the damage and `coinline doctor --repair` performs the safe repairs. A runtime failure: exit 1."""

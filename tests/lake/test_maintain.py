@@ -1,6 +1,7 @@
 """`coinline maintain`: compaction bounds the files a read sees, VACUUM keeps every version a dataset pins
 (an old decision still audits as a match), a second run is a recorded no-op, a dry run changes nothing, and
-the Delta log is never cleaned up (by appends, OPTIMIZE or maintain)."""
+the Delta log is cleaned up only by maintain, after it archived every commit's manifest and checkpointed
+every pinned version."""
 
 from __future__ import annotations
 
@@ -108,6 +109,7 @@ def test_maintain_bounds_files_and_an_old_decision_still_audits_as_a_match(scena
     lake, manifest, decision = scenario["lake"], scenario["dataset"], scenario["decision"]
     pinned = manifest["inputs"]["raw_candles_version"]
     pinned_files = _raw_paths(lake, pinned)
+    manifests = tables.commit_manifests(lake, tables.RAW)
     before = _raw_paths(lake)
     assert len(before) == 3 * (BARS // PAGE + SYNCED) + 1                    # one file per commit
     assert _rebuilt_hash(lake, manifest, None) != manifest["content_hash"]   # the revision changed the newest view
@@ -128,8 +130,15 @@ def test_maintain_bounds_files_and_an_old_decision_still_audits_as_a_match(scena
     report = audit(lake, decision["decision_id"])                   # dataset, retraining and gates
     assert report.match, report.to_dict()
     assert lake.read_json(record["record"]) == record
-    operations = {h["operation"]: h.get(mt.RECORD_KEY) for h in tables.open_table(lake, tables.RAW).history(8)}
+    operations = {h["operation"]: h.get(mt.RECORD_KEY) for h in tables.commit_history(lake, tables.RAW)[-8:]}
     assert operations["OPTIMIZE"] == record["record"].removeprefix("maintenance/").removesuffix(".json")
+    # the log keeps the newest state and the pinned version; every commit's manifest is still there
+    newest = tables.open_table(lake, tables.RAW).version()
+    assert sorted(p.name for p in (Path(lake.base_path) / tables.RAW / "_delta_log").iterdir()) == [
+        f"{pinned:020d}.checkpoint.parquet", f"{newest:020d}.checkpoint.parquet", f"{newest:020d}.json",
+        "_last_checkpoint"]
+    assert raw["log"]["entries_deleted"] == newest and raw["log"]["pinned_checkpoints_written"] == [pinned]
+    assert tables.commit_manifests(lake, tables.RAW) == manifests
 
 
 def test_a_vacuum_without_the_pins_would_break_the_audit(scenario):
@@ -175,9 +184,10 @@ def test_retention_keeps_files_removed_less_than_its_hours_ago(scenario):
     assert raw["after"]["stored_files"] == raw["before"]["stored_files"] + len(SERIES)
 
 
-def test_neither_appends_nor_maintain_clean_up_the_log_of_an_older_table(lake):
+def test_delta_rs_never_cleans_the_log_of_an_older_table_and_maintain_archives_before_it_does(lake):
     """A table created before TABLE_CONFIG disabled log cleanup: delta-rs would delete log entries older than
-    its log retention at the next checkpoint (appends) or after any OPTIMIZE; ours must not."""
+    its log retention at the next checkpoint (appends) or after any OPTIMIZE, manifests and pinned versions
+    with them; appends must not. maintain cleans the log only after archiving and checkpointing the pins."""
     shutil.rmtree(Path(lake.base_path) / tables.GAPS)
     DeltaTable.create(lake.uri(tables.GAPS), tables.GAPS_SCHEMA, configuration={
         "delta.checkpointInterval": "10", "delta.logRetentionDuration": "interval 1 day"})
@@ -203,8 +213,11 @@ def test_neither_appends_nor_maintain_clean_up_the_log_of_an_older_table(lake):
     gaps = next(t for t in record["tables"] if t["table"] == tables.GAPS)
     assert gaps["settings"]["delta.enableExpiredLogCleanup"] == "false"
     assert gaps["compaction"]["files_removed"] == 12
-    assert (log / f"{0:020d}.json").exists() and len(tables.commit_manifests(lake, tables.GAPS)) == 12
+    assert not (log / f"{0:020d}.json").exists() and gaps["log"]["archive"]
+    assert [m["batch_id"] for m in tables.commit_manifests(lake, tables.GAPS)] == [f"b{i}" for i in range(12)]
     assert tables.read(lake, tables.GAPS, version=3).num_rows == 3
+    with pytest.raises(CoinlineError, match="known_gaps version 4 is no longer in its Delta log"):
+        tables.read(lake, tables.GAPS, version=4)
 
 
 def test_an_append_retries_over_a_concurrent_metadata_commit(lake, monkeypatch):

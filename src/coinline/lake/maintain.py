@@ -1,15 +1,16 @@
-"""`coinline maintain`: compact the lake's Delta tables, VACUUM only what no pinned version needs, checkpoint;
-every run is recorded in `maintenance/<time>-<id>.json`.
+"""`coinline maintain`: compact the lake's Delta tables, VACUUM only what no pinned version needs, checkpoint and
+shorten their logs; every run is recorded in `maintenance/<time>-<id>.json`.
 
 Why: every ingest page is one commit adding one small Parquet file per series, so the file index that every
 read and every no-op sync builds (and the Parquet files a series read opens) grows with the number of commits.
 
-Per table (raw_candles, corrections, known_gaps, and forecasts when it exists), in this order:
+Per table (raw_candles, corrections, known_gaps, and forecasts when it exists), in this order; a table whose
+log `coinline doctor` would repair is not touched (VACUUM would delete the data files the doctor re-commits):
 1. settings: the `tables.TABLE_CONFIG` properties an older table lacks are set once (one metadata commit; a
-   concurrent `tables.append` retries on top of it). `delta.enableExpiredLogCleanup=false` must be in place
-   before the OPTIMIZE commit: delta-rs 1.6 deletes log entries older than `delta.logRetentionDuration` after
-   an OPTIMIZE whatever its commit hook properties say, and a cleaned log loses commit manifests and the
-   versions that datasets pin. Log entries are never deleted here either (no `cleanup_metadata`).
+   concurrent `tables.append` retries on top of it), with tombstones kept `tombstone_hours`.
+   `delta.enableExpiredLogCleanup=false` must be in place before the OPTIMIZE commit: delta-rs 1.6 deletes
+   log entries older than `delta.logRetentionDuration` after an OPTIMIZE whatever its commit hook
+   properties say, and its cleanup loses commit manifests and the versions that datasets pin (step 5 is ours).
 2. compaction: `optimize.compact` bin-packs each partition's files smaller than `target_bytes` into files of
    up to `target_bytes`. raw_candles is partitioned by series, so a file holds one series; compaction keeps
    insertion order and ingest appends in time order, so a series' rows stay sorted by open_time. (A z-order
@@ -17,19 +18,24 @@ Per table (raw_candles, corrections, known_gaps, and forecasts when it exists), 
    only sorts by open_time, which the rows already are.) It is a rewrite commit (dataChange=false): rows,
    versions and every earlier table version are unchanged, and a concurrent append does not conflict with it
    (delta-rs retries the rewrite on top of blind appends).
-3. VACUUM, delta-rs' "lite" mode: deletes a file only when (a) a commit removed it (a compaction input; a
-   file that a writer has written but not committed yet, or that `coinline doctor` may still re-commit, was
-   never removed by the log and is never a candidate), (b) it was removed at least `retention_hours` ago
-   (readers that opened the table just before a compaction finish with the files they saw), and (c) no kept
-   version references it (`keep_versions`). Kept versions: every table version that any dataset manifest
-   pins (`datasets/*/manifest.json`, `inputs.<table>_version`). Every version a dataset pins thus keeps
-   exactly the files it had, so `canonical_candles(raw_version=V)` (`coinline audit`, a dataset rebuild)
-   reads the same rows after maintenance as before. Every pinned version is kept, not only those a run or a
-   decision names today: a dataset can be trained on, and so become a decision's lineage, at any later time.
-   The price: each pinned version's files stay stored (`kept_for_pins` in the record); a lake where a dataset
-   is materialized every cycle (`run --follow` with autonomous retraining) pins every cycle's version, so
-   there VACUUM frees little while compaction still bounds the files a read opens.
+3. VACUUM, delta-rs' "full" mode (Delta's own VACUUM semantics): it lists the table's stored files and deletes
+   a file only when (a) no kept version references it (`keep_versions`: the newest and every table version
+   that any dataset manifest pins, `datasets/*/manifest.json`, `inputs.<table>_version`), (b) no unexpired
+   tombstone names it with a removal less than `retention_hours` ago (readers that opened the table just
+   before a compaction finish with the files they saw), and (c) it was written at least `retention_hours`
+   ago (a writer's file not committed yet is seconds old; one a killed writer left is garbage after that).
+   Full rather than "lite" mode: lite only sees files whose tombstone is still in the log, and tombstones
+   expire after `tombstone_hours` (a day), long before the next weekly run. Every version a dataset pins
+   keeps exactly the files it had, so `canonical_candles(raw_version=V)` (`coinline audit`, a dataset
+   rebuild) reads the same rows after maintenance as before. Every pinned version is kept, not only those a
+   run or a decision names today: a dataset can be trained on, and so become a decision's lineage, at any
+   later time. The price: each pinned version's files stay stored (`kept_for_pins` in the record); a lake
+   where a dataset is materialized every cycle pins every cycle's version, so there VACUUM frees little while
+   compaction still bounds the files a read opens.
 4. checkpoint at the newest version (skipped when the newest checkpoint is already there).
+5. log cleanup (`lake/log_retention.py`): a checkpoint at every pinned version, each commit's record copied
+   to `log_archive/<table>/`, then the entries and unpinned checkpoints older than the newest checkpoint
+   deleted, so opening a table lists a short log however long the lake has synced.
 
 A second run with nothing new changes nothing (no commit; only its record is written). Two maintainers are
 exclusive through a lake-wide lease (`MAINTENANCE_LEASE`); writers need none. `dry_run` plans: it reports
@@ -52,7 +58,7 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from coinline.errors import CoinlineError, ConfigError, LeaseHeldError
-from coinline.lake import tables
+from coinline.lake import integrity, log_retention, tables
 from coinline.lake.lease import lease_name, series_lease
 from coinline.lake.store import Lake
 from coinline.providers.base import SeriesKey
@@ -97,9 +103,14 @@ def keep_versions(table: str, pinned: Mapping[int, list[str]], newest: int) -> l
     return sorted(pinned)
 
 
-def config_upgrade(current: Mapping[str, str]) -> dict[str, str]:
-    """The TABLE_CONFIG properties a table lacks or has otherwise."""
-    return {k: v for k, v in tables.TABLE_CONFIG.items() if current.get(k) != v}
+def table_config(tombstone_hours: int) -> dict[str, str]:
+    """`tables.TABLE_CONFIG` with tombstones kept `tombstone_hours` (the default gives TABLE_CONFIG itself)."""
+    return {**tables.TABLE_CONFIG, "delta.deletedFileRetentionDuration": f"interval {tombstone_hours} hours"}
+
+
+def config_upgrade(current: Mapping[str, str], target: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The `target` (default TABLE_CONFIG) properties a table lacks or has otherwise."""
+    return {k: v for k, v in (target or tables.TABLE_CONFIG).items() if current.get(k) != v}
 
 
 def compaction_candidates(index: pa.Table, partitions: list[str], target_bytes: int) -> dict[str, int]:
@@ -165,21 +176,25 @@ def _retrying(step: Callable[[], Any]) -> Any:
 
 def _vacuum(dt: DeltaTable, retention_hours: int, keep: list[int] | None, *, dry_run: bool,
             tag: CommitProperties) -> list[str]:
-    return sorted(_path(p) for p in dt.vacuum(retention_hours=retention_hours, dry_run=dry_run,
+    return sorted(_path(p) for p in dt.vacuum(retention_hours=retention_hours, dry_run=dry_run, full=True,
                                               enforce_retention_duration=False, keep_versions=keep,
                                               commit_properties=tag, post_commithook_properties=tables.KEEP_LOG))
 
 
 def maintain_table(lake: Lake, table: str, pinned: Mapping[int, list[str]], *, retention_hours: int,
-                   target_bytes: int, dry_run: bool, record_id: str) -> dict[str, Any]:
-    """Settings, compaction, VACUUM and checkpoint of one table (see the module docstring); what was done."""
+                   target_bytes: int, dry_run: bool, record_id: str,
+                   tombstone_hours: int = tables.TOMBSTONE_HOURS) -> dict[str, Any]:
+    """Settings, compaction, VACUUM, checkpoint and log cleanup of one table (see the module docstring)."""
     tag = CommitProperties(custom_metadata={RECORD_KEY: record_id})
+    damage = integrity.first_damage(lake, table)
+    if damage:   # VACUUM would delete the data files `coinline doctor` re-commits from
+        raise CoinlineError(f"its log is damaged ({damage[0]}); run `coinline doctor` first, nothing was changed")
     before = _facts(lake, table)
     keep = keep_versions(table, pinned, before["version"])
     out: dict[str, Any] = {"table": table, "before": before,
                            "kept_versions": {str(v): list(pinned[v]) for v in keep}}
     dt = tables.open_table(lake, table)
-    out["settings"] = config_upgrade(dt.metadata().configuration)
+    out["settings"] = config_upgrade(dt.metadata().configuration, table_config(tombstone_hours))
     if out["settings"] and not dry_run:
         _retrying(lambda: tables.open_table(lake, table).alter.set_table_properties(
             out["settings"], commit_properties=tag, post_commithook_properties=tables.KEEP_LOG))
@@ -199,6 +214,8 @@ def maintain_table(lake: Lake, table: str, pinned: Mapping[int, list[str]], *, r
     if not dry_run and _checkpoint_version(lake, table) != newest.version():
         newest.create_checkpoint()
         out["checkpoint"] = newest.version()
+    out["log"] = log_retention.clean(lake, table, keep, retention_hours=retention_hours, dry_run=dry_run,
+                                     open_version=lambda v: tables.open_table(lake, table, v))
     out["after"] = before if dry_run else _facts(lake, table)
     return out
 
@@ -237,18 +254,22 @@ def maintenance_lease(lake: Lake, *, clock: Callable[[], datetime]):
 
 
 def maintain(lake: Lake, *, now: datetime, dry_run: bool = False, retention_hours: int = DEFAULT_RETENTION_HOURS,
-             target_bytes: int = TARGET_FILE_BYTES, clock: Callable[[], datetime] | None = None) -> dict[str, Any]:
+             target_bytes: int = TARGET_FILE_BYTES, clock: Callable[[], datetime] | None = None,
+             tombstone_hours: int = tables.TOMBSTONE_HOURS) -> dict[str, Any]:
     """Maintain every table of the lake (see the module docstring); returns the record, which is also written
     to `maintenance/<record id>.json` unless `dry_run`. A table that fails is recorded with its error and the
     others are still maintained; then CoinlineError names it (after the record is written: what was done to
     the other tables stays on record)."""
     if isinstance(retention_hours, bool) or not isinstance(retention_hours, int) or retention_hours < 0:
         raise ConfigError(f"retention_hours={retention_hours!r} must be a whole number of hours >= 0")
+    if isinstance(tombstone_hours, bool) or not isinstance(tombstone_hours, int) or tombstone_hours < 0:
+        raise ConfigError(f"tombstone_hours={tombstone_hours!r} must be a whole number of hours >= 0")
     if target_bytes < 1:
         raise ConfigError(f"target_bytes={target_bytes!r} must be >= 1")
     record_id = f"{now:%Y%m%dT%H%M%S}Z-{uuid.uuid4().hex[:8]}"
     record: dict[str, Any] = {"record": f"{RECORDS}/{record_id}.json", "dry_run": dry_run,
                               "started_at": now.isoformat(), "retention_hours": retention_hours,
+                              "tombstone_hours": tombstone_hours,
                               "target_file_bytes": target_bytes,
                               "keep_rule": "every table version a dataset manifest pins (datasets/*/manifest.json)"}
     lease = maintenance_lease(lake, clock=clock or (lambda: now)) if not dry_run else _nothing()
@@ -258,14 +279,16 @@ def maintain(lake: Lake, *, now: datetime, dry_run: bool = False, retention_hour
         for table in _present(lake):
             try:
                 done = maintain_table(lake, table, pins.get(table, {}), retention_hours=retention_hours,
-                                      target_bytes=target_bytes, dry_run=dry_run, record_id=record_id)
+                                      target_bytes=target_bytes, dry_run=dry_run, record_id=record_id,
+                                      tombstone_hours=tombstone_hours)
             except (CoinlineError, DeltaError, OSError) as exc:
                 done = {"table": table, "error": f"{type(exc).__name__}: {_first_line(exc)}"}
             record["tables"].append(done)
             if held is not None:
                 held.renew()
         record["changed"] = any("error" not in t and (t["after"]["version"] != t["before"]["version"]
-                                                      or t["vacuum"]["files"] or t["checkpoint"] is not None)
+                                                      or t["vacuum"]["files"] or t["checkpoint"] is not None
+                                                      or t["log"]["entries_deleted"])
                                 for t in record["tables"])
         if not dry_run:
             record["finished_at"] = (clock() if clock else now).isoformat()
@@ -287,6 +310,14 @@ def _nothing():
     yield None
 
 
+def _log_words(log: Mapping[str, Any], dry_run: bool) -> str:
+    if "skipped" in log:
+        return f"- ({log['skipped']})"
+    if dry_run:
+        return f"would remove {log.get('entries_planned', 0)} entries, {log.get('checkpoints_planned', 0)} checkpoints"
+    return f"{log['entries_deleted']} entries, {log['checkpoints_deleted']} checkpoints removed"
+
+
 def summary_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per table for the console."""
     rows = []
@@ -303,5 +334,6 @@ def summary_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
                      "stored_files": f"{b['stored_files']} -> {a['stored_files']}", "compacted": compacted,
                      "vacuumed": f"{'would delete ' if record['dry_run'] else ''}{v['files']} ({v['bytes']:,} B)",
                      "kept_for_pins": f"{v['kept_for_pins']} files, {len(t['kept_versions'])} versions",
-                     "checkpoint": "-" if t["checkpoint"] is None else t["checkpoint"]})
+                     "checkpoint": "-" if t["checkpoint"] is None else t["checkpoint"],
+                     "log_cleaned": _log_words(t["log"], record["dry_run"])})
     return rows

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from coinline.lake import integrity
+from coinline.lake import integrity, log_retention
 from coinline.lake.store import Lake
 from coinline.providers.base import CANDLE_SCHEMA, VALUE_COLUMNS, SeriesKey
 
@@ -68,12 +68,15 @@ TABLES: dict[str, tuple[pa.Schema, list[str]]] = {
 
 # A checkpoint every 10 commits keeps opening a table (log replay) cheap however long the history:
 # measured, a no-op sync on 5 years took 2.9x as long as on 1 month with the default interval of 100.
-# The log is never cleaned up: delta-rs deletes entries older than delta.logRetentionDuration (30 days) at each
-# checkpoint by default, and every commit's manifest (`commit_manifests`) and time travel to the versions that
-# datasets pin need them. Tombstones of removed files stay in checkpoints for 30 days, so the VACUUM of
-# `coinline maintain` (which deletes only files a commit removed) still sees them at its next weekly run.
+# delta-rs never cleans the log up itself (it would delete entries older than delta.logRetentionDuration at each
+# checkpoint, with the commit manifests in them and the versions datasets pin): `coinline maintain` does, after
+# archiving the manifests and checkpointing every pinned version (lake/log_retention.py). A removed file's
+# tombstone stays in checkpoints for a day (TOMBSTONE_HOURS): it keeps the file from VACUUM for readers of the
+# version before a compaction; maintain's VACUUM lists the stored files itself (full mode), so a file whose
+# tombstone expired is still deleted, and checkpoints do not carry a week of compaction inputs.
+TOMBSTONE_HOURS = 24
 TABLE_CONFIG = {"delta.checkpointInterval": "10", "delta.enableExpiredLogCleanup": "false",
-                "delta.deletedFileRetentionDuration": "interval 30 days"}
+                "delta.deletedFileRetentionDuration": f"interval {TOMBSTONE_HOURS} hours"}
 # ... and per commit, for tables created before TABLE_CONFIG said so (until `coinline maintain` sets it)
 KEEP_LOG = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 COMMIT_ATTEMPTS = 3
@@ -93,14 +96,21 @@ def open_table(lake: Lake, name: str, version: int | None = None) -> DeltaTable:
     cut entry as a commit of nothing (one small extra read per open, see lake/integrity.py)."""
     try:
         dt = DeltaTable(lake.uri(name), version=version, storage_options=lake.storage_options)
-    except TableNotFoundError:
-        raise
-    except DeltaError as exc:
-        if not integrity.is_log_damage(exc):
+    except (TableNotFoundError, DeltaError) as exc:
+        if version is not None and _cleaned_up(exc):
+            raise log_retention.version_gone(name, version, exc) from None
+        if isinstance(exc, TableNotFoundError) or not integrity.is_log_damage(exc):
             raise
         raise integrity.damage_error(lake, name, exc) from None
     integrity.check_opened_entry(lake, name, dt.version())
     return dt
+
+
+def _cleaned_up(exc: BaseException) -> bool:
+    """delta-rs' words for a time travel to a version whose log entries are gone (the newest checkpoint is
+    newer: "No files in log segment"; an older one is the nearest: "LogSegment end version ... not the same")."""
+    text = str(exc)
+    return "No files in log segment" in text or "not the same as the specified end version" in text
 
 
 def append(lake: Lake, name: str, data: pa.Table, metadata: Mapping[str, Any], *,
@@ -141,13 +151,19 @@ def commit_manifests(lake: Lake, name: str) -> list[dict[str, Any]]:
     """Manifests of every commit, oldest first (each with its table `version`): one per ingest page, so a
     commit of several pages gives several manifests with the same `table_version`, in page order."""
     out = []
-    for entry in open_table(lake, name).history():
+    for entry in commit_history(lake, name):
         raw = entry.get(META_KEY)
         if raw:
             for manifest in page_manifests(json.loads(raw)):
                 manifest["table_version"] = entry.get("version")
                 out.append(manifest)
     return sorted(out, key=lambda m: m["table_version"])
+
+
+def commit_history(lake: Lake, name: str) -> list[dict[str, Any]]:
+    """The commitInfo of every commit, oldest first, each with its `version`: those `coinline maintain` moved
+    out of the log (`lake/log_retention.py`), then the log's own."""
+    return log_retention.commit_history(lake, name, open_table(lake, name).history())
 
 
 def table_index(table: DeltaTable) -> pa.Table:

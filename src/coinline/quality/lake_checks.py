@@ -28,6 +28,7 @@ from deltalake.exceptions import DeltaError
 from tqdm import tqdm
 
 from coinline.datasets.canonical import canonical_order
+from coinline.errors import VersionGoneError
 from coinline.ingest.gaps import known_gaps
 from coinline.lake import tables
 from coinline.lake.store import Lake
@@ -103,12 +104,13 @@ def _stored_outcomes(lake: Lake, pending: dict[str, dict]) -> dict[str, bool]:
 
 def _new_files(lake: Lake, table, todo: dict[str, dict]) -> pa.Table:
     """The file index of the files added since the first of the `todo` commits (every file when the log
-    cannot travel back that far): where their rows are, whatever happened to the files before."""
+    cannot travel back that far: a version `coinline maintain` cleaned out of the log, or an older delta-rs
+    cleaned up): where their rows are, whatever happened to the files before."""
     index = tables.table_index(table)
     first = min(m["table_version"] for m in todo.values())
     try:
         before = tables.file_index(lake, tables.RAW, first - 1)["path"] if first > 0 else pa.array([], pa.string())
-    except DeltaError:
+    except (DeltaError, VersionGoneError):
         return index
     return index.filter(pc.invert(pc.is_in(index["path"], value_set=pa.array(before.to_pylist(), pa.string()))))
 
