@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from coinline.doctor.inspect import inspect_table
 from coinline.errors import CoinlineError
 from coinline.lake import integrity, log_retention, tables
 from coinline.lake import maintain as mt
@@ -75,9 +76,18 @@ def test_pinned_and_newest_versions_stay_readable_and_every_record_is_kept(lake)
 
     gaps = _gaps(record)
     newest = tables.open_table(lake, tables.GAPS).version()
-    assert _log(lake) == [f"{7:020d}.checkpoint.parquet", f"{newest:020d}.checkpoint.parquet",
-                          f"{newest:020d}.json", "_last_checkpoint"]
-    assert gaps["log"]["entries_deleted"] == newest and gaps["log"]["pinned_checkpoints_written"] == [7]
+    floor = 19   # the checkpoint before the newest stays, with the entries after it (the doctor replays them)
+    assert _log(lake) == [f"{v:020d}.checkpoint.parquet" for v in (7, floor)] + [
+        f"{v:020d}.json" for v in range(floor, newest)] + [
+        f"{newest:020d}.checkpoint.parquet", f"{newest:020d}.json", "_last_checkpoint"]
+    assert gaps["log"]["entries_deleted"] == floor and gaps["log"]["pinned_checkpoints_written"] == [7]
+    assert not inspect_table(lake, tables.GAPS).problems
+    checkpoint = Path(lake.path(integrity.checkpoint_name(tables.GAPS, newest)))
+    intact = checkpoint.read_bytes()
+    checkpoint.write_bytes(intact[:100])   # a damaged newest checkpoint can still be rebuilt from the log
+    assert [(p.kind, bool(p.repair)) for p in inspect_table(lake, tables.GAPS).problems] == [
+        ("checkpoint-damaged", True)]
+    checkpoint.write_bytes(intact)
     assert tables.read(lake, tables.GAPS, version=7) == pinned_rows
     assert tables.read(lake, tables.GAPS).num_rows == 25
     assert tables.commit_manifests(lake, tables.GAPS) == manifests

@@ -132,12 +132,14 @@ def test_maintain_bounds_files_and_an_old_decision_still_audits_as_a_match(scena
     assert lake.read_json(record["record"]) == record
     operations = {h["operation"]: h.get(mt.RECORD_KEY) for h in tables.commit_history(lake, tables.RAW)[-8:]}
     assert operations["OPTIMIZE"] == record["record"].removeprefix("maintenance/").removesuffix(".json")
-    # the log keeps the newest state and the pinned version; every commit's manifest is still there
+    # the log keeps the newest state (from the checkpoint before the newest) and the pinned version; every
+    # commit's manifest is still there
+    log = sorted(p.name for p in (Path(lake.base_path) / tables.RAW / "_delta_log").iterdir())
+    checkpoints = [int(n[:20]) for n in log if n.endswith(".checkpoint.parquet")]
     newest = tables.open_table(lake, tables.RAW).version()
-    assert sorted(p.name for p in (Path(lake.base_path) / tables.RAW / "_delta_log").iterdir()) == [
-        f"{pinned:020d}.checkpoint.parquet", f"{newest:020d}.checkpoint.parquet", f"{newest:020d}.json",
-        "_last_checkpoint"]
-    assert raw["log"]["entries_deleted"] == newest and raw["log"]["pinned_checkpoints_written"] == [pinned]
+    assert checkpoints[0] == pinned and checkpoints[-1] == newest and len(checkpoints) == 3
+    assert [int(n[:20]) for n in log if n.endswith(".json")] == list(range(checkpoints[1], newest + 1))
+    assert raw["log"]["entries_deleted"] == checkpoints[1] and raw["log"]["pinned_checkpoints_written"] == [pinned]
     assert tables.commit_manifests(lake, tables.RAW) == manifests
 
 

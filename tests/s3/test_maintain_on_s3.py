@@ -1,5 +1,6 @@
 """`coinline maintain` on a real S3 server: compaction, a VACUUM that keeps what a pinned version reads (the
-data files are listed and deleted through the object store), and a second run that changes nothing."""
+data files are listed and deleted through the object store), a log cleanup that loses no commit record, and a
+second run that changes nothing."""
 
 from datetime import timedelta
 
@@ -27,8 +28,12 @@ def test_maintain_on_s3_keeps_the_pinned_version_and_is_idempotent(s3_lake):
     for i in range(4, 8):
         commit_candles(s3_lake, day.slice(24 * i, 24), key=KEY, request={"day": i}, now=NOW)
 
+    manifests = tables.commit_manifests(s3_lake, tables.RAW)
     first = mt.maintain(s3_lake, now=NOW, retention_hours=0)
     raw = next(t for t in first["tables"] if t["table"] == tables.RAW)
+    # the log: cleaned through the object store, every commit's record archived, the pinned version checkpointed
+    assert raw["log"]["entries_deleted"] > 0 and raw["log"]["pinned_checkpoints_written"] == [pinned]
+    assert tables.commit_manifests(s3_lake, tables.RAW) == manifests
     assert (raw["before"]["active_files"], raw["after"]["active_files"]) == (8, 1)
     assert raw["vacuum"]["files"] == 4 and raw["vacuum"]["kept_for_pins"] == 4   # days 4-7 go; days 0-3 are pinned
     assert raw["after"]["stored_files"] == 1 + 4 == len(mt.stored_files(s3_lake, tables.RAW))

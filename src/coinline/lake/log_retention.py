@@ -12,8 +12,10 @@ What the old entries hold, and where it goes instead:
   written at each pinned version, so delta-rs opens it from that checkpoint alone.
 A version that is neither the newest state nor pinned cannot be opened after a cleanup (`version_gone`).
 
-What is deleted: commit entries older than the newest checkpoint, and checkpoints older than it that no
-dataset pins, both only when written at least `retention_hours` ago (a reader that read `_last_checkpoint`
+What is deleted: commit entries older than the checkpoint before the newest one, and older checkpoints that
+no dataset pins, both only when written at least `retention_hours` ago. That one earlier checkpoint and the
+entries after it stay so that `coinline doctor` can still rebuild a damaged newest checkpoint by replaying
+them (a reader that read `_last_checkpoint`
 before a newer checkpoint replays from the older one for a moment: the same guard as VACUUM's). Only a
 contiguous run of intact entries from the oldest up is taken; a damaged entry stops it (`coinline doctor`
 keeps its evidence). delta-rs' own `cleanup_metadata` is not used: it deletes pinned versions' checkpoints
@@ -72,8 +74,8 @@ def _archived_through(lake: Lake, table: str) -> int:
 def plan(listing: integrity.LogListing, base: int, keep: Iterable[int], cutoff_ns: int,
          damaged: Iterable[int] = ()) -> tuple[list[int], list[int]]:
     """(commit entries, checkpoints) to delete: entries from the oldest up to the first that is at or after
-    `base` (the newest checkpoint), written after `cutoff_ns`, or damaged; checkpoints below the last entry
-    taken (and below `base`) that are not in `keep` and were written before `cutoff_ns`. Pure."""
+    `base` (the checkpoint the log is kept from), written after `cutoff_ns`, or damaged; checkpoints below the
+    last entry taken that are not in `keep` and were written before `cutoff_ns`. Pure."""
     stop = set(damaged)
     entries = []
     for version in sorted(listing.entries):
@@ -110,11 +112,15 @@ def clean(lake: Lake, table: str, keep: list[int], *, retention_hours: int, dry_
         if any(v not in listing.checkpoints for v in missing):
             raise CoinlineError(f"table {table}: a checkpoint at pinned version(s) {missing} was not written; "
                                 f"the log was not cleaned")
+    floor = max((v for v in listing.checkpoints if v < base), default=None)
+    if floor is None:
+        out["skipped"] = "one checkpoint only: the entries before it stay, for the doctor to rebuild it from"
+        return out
     cutoff = time.time_ns() - retention_hours * 3_600 * 10**9
     done = _archived_through(lake, table)
-    checks = {v: integrity.read_entry(lake, table, v) for v in sorted(listing.entries) if done < v < base}
+    checks = {v: integrity.read_entry(lake, table, v) for v in sorted(listing.entries) if done < v < floor}
     damaged = [v for v, check in checks.items() if check.defect]
-    entries, checkpoints = plan(listing, base, keep, cutoff, damaged)
+    entries, checkpoints = plan(listing, floor, keep, cutoff, damaged)
     out.update(entries_planned=len(entries), checkpoints_planned=len(checkpoints))
     if damaged:
         out["stopped_at_damaged_entry"] = integrity.entry_name(table, damaged[0])
