@@ -32,7 +32,10 @@ log `coinline doctor` would repair is not touched (VACUUM would delete the data 
    later time. The price: each pinned version's files stay stored (`kept_for_pins` in the record); a lake
    where a dataset is materialized every cycle pins every cycle's version, so there VACUUM frees little while
    compaction still bounds the files a read opens.
-4. checkpoint at the newest version (skipped when the newest checkpoint is already there).
+4. checkpoint at the newest version when this run compacted or vacuumed (and none is there yet). A table
+   whose files this run left as they were keeps its log as it is: a checkpoint of a few small entries makes
+   every open slower (measured: an empty table opened in 1.45 ms from its one JSON entry and in 3.76 ms from
+   a checkpoint of it), and writers checkpoint every `delta.checkpointInterval` commits themselves.
 5. log cleanup (`lake/log_retention.py`): a checkpoint at every pinned version, each commit's record copied
    to `log_archive/<table>/`, then the entries and unpinned checkpoints older than the newest checkpoint
    deleted, so opening a table lists a short log however long the lake has synced.
@@ -211,7 +214,8 @@ def maintain_table(lake: Lake, table: str, pinned: Mapping[int, list[str]], *, r
     out["vacuum"] = _vacuum_step(lake, table, keep, retention_hours=retention_hours, dry_run=dry_run, tag=tag)
     newest = tables.open_table(lake, table)
     out["checkpoint"] = None
-    if not dry_run and _checkpoint_version(lake, table) != newest.version():
+    rewrote = bool(out["compaction"].get("files_removed") or out["vacuum"]["files"])
+    if not dry_run and rewrote and _checkpoint_version(lake, table) != newest.version():
         newest.create_checkpoint()
         out["checkpoint"] = newest.version()
     out["log"] = log_retention.clean(lake, table, keep, retention_hours=retention_hours, dry_run=dry_run,
