@@ -13,13 +13,12 @@ What the old entries hold, and where it goes instead:
 A version that is neither the newest state nor pinned cannot be opened after a cleanup (`version_gone`).
 
 What is deleted: commit entries older than the checkpoint before the newest one, and older checkpoints that
-no dataset pins, both only when written at least `retention_hours` ago. That one earlier checkpoint and the
-entries after it stay so that `coinline doctor` can still rebuild a damaged newest checkpoint by replaying
-them (a reader that read `_last_checkpoint`
-before a newer checkpoint replays from the older one for a moment: the same guard as VACUUM's). Only a
-contiguous run of intact entries from the oldest up is taken; a damaged entry stops it (`coinline doctor`
-keeps its evidence). delta-rs' own `cleanup_metadata` is not used: it deletes pinned versions' checkpoints
-and archives nothing.
+no dataset pins, both only when written at least `retention_hours` ago (a reader that read `_last_checkpoint`
+before a newer checkpoint replays from the older one for a moment: the same guard as VACUUM's). That one
+earlier checkpoint and the entries after it stay so that `coinline doctor` can still rebuild a damaged newest
+checkpoint by replaying them. Only a contiguous run of intact entries from the oldest up is taken; a
+damaged entry stops it (`coinline doctor` keeps its evidence). delta-rs' own `cleanup_metadata` is not
+used: it deletes pinned versions' checkpoints and archives nothing.
 
 Crash safety: the archive object is written before anything is deleted; a cleanup killed between the two
 leaves entries that are already archived, and the next one deletes them without archiving them twice.
