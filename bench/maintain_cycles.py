@@ -60,6 +60,12 @@ class _Lake(_replay.Venue):
         self.advance(self.now + timedelta(hours=1))
         return self.sync()[2]
 
+    def maintain(self) -> dict[str, Any]:
+        """`coinline maintain` at the venue's clock, retention and tombstones 0 hours (see the docstring)."""
+        from coinline.lake.maintain import maintain
+
+        return maintain(self.lake, now=self.now, retention_hours=0, tombstone_hours=0)
+
     def noop(self, repeats: int) -> dict[str, Any]:
         runs = [self.sync() for _ in range(repeats)]
         if any(inserted or requests for _s, requests, inserted in runs):
@@ -126,7 +132,6 @@ def default_cycles() -> int:
 
 def run(cycles: int | None = None, maintain_every: int = 168, history_days: int = 60, repeats: int = 7,
         quiet: bool = False) -> dict[str, Any]:
-    from coinline.lake.maintain import maintain
 
     cycles = cycles or default_cycles()
     if cycles < MIN_CYCLES:
@@ -146,15 +151,15 @@ def run(cycles: int | None = None, maintain_every: int = 168, history_days: int 
         for k in range(11, cycles + 1):
             side.cycle()
             if maintain_every and k % maintain_every == 0 and k < cycles:
-                maintain(side.lake, now=side.now, retention_hours=0, tombstone_hours=0)
+                side.maintain()
                 maintained += 1
             if k % 100 == 0:
                 say(f"[{NAME}] cycle {k}/{cycles} ({time.perf_counter() - t0:.0f} s)")
         before = {**side.noop(repeats), **side.files()}
-        record = maintain(side.lake, now=side.now, retention_hours=0, tombstone_hours=0)
+        record = side.maintain()
         maintained += 1
         after = {**side.noop(repeats), **side.files()}
-        again = maintain(side.lake, now=side.now, retention_hours=0, tombstone_hours=0)
+        again = side.maintain()
     finally:
         if side is not None:
             side.close()

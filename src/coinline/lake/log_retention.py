@@ -96,8 +96,7 @@ def clean(lake: Lake, table: str, keep: list[int], *, retention_hours: int, dry_
     listing = integrity.list_log(lake, table)
     hint = integrity.read_hint(lake, table)
     out: dict[str, Any] = {"entries_deleted": 0, "checkpoints_deleted": 0, "pinned_checkpoints_written": [],
-                           "archive": None, "log_files_before": len(listing.entries) + sum(
-                               len(p) for p in listing.checkpoints.values())}
+                           "archive": None, "log_files_before": _files(listing)}
     if hint is None or hint["version"] not in listing.checkpoints:
         out["skipped"] = "no readable newest checkpoint to keep the log from"
         return out
@@ -141,9 +140,13 @@ def clean(lake: Lake, table: str, keep: list[int], *, retention_hours: int, dry_
         for part in listing.checkpoints[v]:
             lake.delete(part.name)
     out.update(entries_deleted=len(entries), checkpoints_deleted=len(checkpoints),
-               log_files_after=len(integrity.list_log(lake, table).entries) + sum(
-                   len(p) for p in integrity.list_log(lake, table).checkpoints.values()))
+               log_files_after=_files(integrity.list_log(lake, table)))
     return out
+
+
+def _files(listing: integrity.LogListing) -> int:
+    """Commit entries and checkpoint parts in one listing of the log."""
+    return len(listing.entries) + sum(len(parts) for parts in listing.checkpoints.values())
 
 
 def version_gone(table: str, version: int, exc: BaseException) -> VersionGoneError:
