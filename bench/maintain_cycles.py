@@ -132,7 +132,6 @@ def default_cycles() -> int:
 
 def run(cycles: int | None = None, maintain_every: int = 168, history_days: int = 60, repeats: int = 7,
         quiet: bool = False) -> dict[str, Any]:
-
     cycles = cycles or default_cycles()
     if cycles < MIN_CYCLES:
         raise ValueError(f"cycles={cycles} must be at least {MIN_CYCLES}")
